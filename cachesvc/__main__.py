@@ -1,0 +1,3 @@
+from cachesvc.cli import main
+
+raise SystemExit(main())

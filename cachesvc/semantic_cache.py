@@ -1,0 +1,284 @@
+"""The two-tier cache: an exact tier keyed by the normalized request, then a semantic tier over per-partition vector
+indexes, with a verifier between "similar" and "served". Quotas are per category; TTLs per entry.
+
+Eviction within a category over quota: expired entries first, then least recently used. LRU because repetition
+in cached workloads is skewed (power-law for code): recently hit entries are the likely next hits, and LRU needs
+O(1) bookkeeping and no tuning, unlike frequency counts that keep a once-popular answer forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from cachesvc.answer import Answer
+from cachesvc.cache_entry import CacheEntry
+from cachesvc.config import CacheConfig
+from cachesvc.metrics import Metrics
+from cachesvc.partitioned_index import PartitionedIndex
+from cachesvc.policies.load_adaptive import EffectivePolicy
+from cachesvc.stores.base import DocumentStore
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry: CacheEntry
+    tier: str  # "exact" or "semantic"
+    similarity: float
+
+
+@dataclass
+class _Meta:
+    """What the cache keeps in memory per entry: enough to enforce quotas and invalidate without the store."""
+
+    partition: str
+    category: str
+    namespace: str
+    tenant: str
+    model: str
+    exact_key: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which entries an invalidation removes; fields left None match anything, but at least one is set."""
+
+    category: str | None = None
+    namespace: str | None = None
+    tenant: str | None = None
+    model: str | None = None
+    entry_id: int | None = None
+    everything: bool = False
+
+    def matches(self, entry_id: int, meta: _Meta) -> bool:
+        return (
+            (self.entry_id is None or self.entry_id == entry_id)
+            and (self.category is None or self.category == meta.category)
+            and (self.namespace is None or self.namespace == meta.namespace)
+            and (self.tenant is None or self.tenant == meta.tenant)
+            and (self.model is None or self.model == meta.model)
+        )
+
+
+@dataclass
+class LookupTimings:
+    search_s: float = 0.0
+    verify_s: float = 0.0
+    fetch_s: float = 0.0
+    rejections: list[str] = field(default_factory=list)
+
+
+class SemanticCache:
+    def __init__(
+        self,
+        config: CacheConfig,
+        store: DocumentStore,
+        verify: Callable[[str, str, float, str], Any],
+        metrics: Metrics,
+        dim: int,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._verify = verify
+        self._metrics = metrics
+        self._index = PartitionedIndex(dim, promote_at=config.index.promote_at, hnsw_params=_hnsw_params(config))
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vector-index")
+        self._meta: dict[int, _Meta] = {}
+        self._lru: dict[str, OrderedDict[int, None]] = {}
+        self._by_exact: dict[str, int] = {}
+        self._lock = asyncio.Lock()  # serializes writes (insert, evict, invalidate) on the loop
+
+    @property
+    def index(self) -> PartitionedIndex:
+        return self._index
+
+    async def start(self) -> int:
+        """Open the store and rebuild the index from it (oldest first, so LRU order ≈ age); returns entries loaded."""
+        await self._store.open()
+        entries = [entry async for entry in self._store.scan()]
+        entries.sort(key=lambda e: e.created_at)
+        now = time.time()
+        for entry in entries:
+            if entry.is_expired(now):
+                continue
+            self._remember(entry)
+            if entry.vector is not None:
+                self._index.add(entry.partition, entry.entry_id, entry.vector)
+        self._update_gauges()
+        return len(self._meta)
+
+    async def close(self) -> None:
+        await self._store.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---- lookup -------------------------------------------------------------------------------------------
+
+    async def lookup_exact(self, exact_key: str, policies: Callable[[str], EffectivePolicy],
+                           max_age_s: float | None) -> Hit | None:
+        entry_id = self._by_exact.get(exact_key)
+        if entry_id is None:
+            return None
+        start = time.perf_counter()
+        entry = await self._store.get(entry_id)
+        self._metrics.lookup_seconds.labels("fetch").observe(time.perf_counter() - start)
+        if entry is None:
+            return None
+        if not self._servable(entry, policies(entry.category), max_age_s):
+            return None
+        self._touch(entry)
+        return Hit(entry, "exact", 1.0)
+
+    async def lookup_semantic(
+        self, partition: str, query: str, vector: np.ndarray, policy: EffectivePolicy, max_age_s: float | None,
+        timings: LookupTimings,
+    ) -> Hit | None:
+        """Nearest neighbours in the request's partition, best first; the first that passes every check is served."""
+        t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        candidates = await loop.run_in_executor(
+            self._executor, self._index.search, partition, vector, self._config.index.candidates
+        )
+        timings.search_s = time.perf_counter() - t0
+        for entry_id, similarity in candidates:
+            if similarity < policy.threshold:
+                break
+            meta = self._meta.get(entry_id)
+            if meta is None or meta.partition != partition:
+                continue
+            t1 = time.perf_counter()
+            entry = await self._store.get(entry_id)
+            timings.fetch_s += time.perf_counter() - t1
+            if entry is None or entry.query is None or not self._servable(entry, policy, max_age_s):
+                continue
+            t2 = time.perf_counter()
+            verdict = self._verify(query, entry.query, float(similarity), policy.category)
+            timings.verify_s += time.perf_counter() - t2
+            if not verdict.accepted:
+                timings.rejections.append(verdict.reason)
+                self._metrics.verifier_rejections.labels(verdict.reason).inc()
+                continue
+            self._touch(entry)
+            return Hit(entry, "semantic", float(similarity))
+        return None
+
+    def _servable(self, entry: CacheEntry, policy: EffectivePolicy, max_age_s: float | None) -> bool:
+        now = time.time()
+        age = entry.age(now)
+        if entry.is_expired(now) or age > entry.ttl_s * policy.ttl_factor:
+            return False
+        return max_age_s is None or age <= max_age_s
+
+    def _touch(self, entry: CacheEntry) -> None:
+        order = self._lru.get(entry.category)
+        if order is not None and entry.entry_id in order:
+            order.move_to_end(entry.entry_id)
+
+    # ---- insert -------------------------------------------------------------------------------------------
+
+    async def insert(
+        self, *, partition: str, exact_key: str, tenant: str, namespace: str, category: str, model: str,
+        query: str | None, vector: np.ndarray | None, answer: Answer, ttl_s: float, max_ttl_factor: float,
+    ) -> CacheEntry | None:
+        """Store a complete answer; replaces an entry with the same exact key. Returns None if it is too large."""
+        if len(answer.to_json()) > self._config.max_entry_bytes:
+            self._metrics.write_skipped.labels("too_large").inc()
+            return None
+        now = time.time()
+        entry = CacheEntry(
+            entry_id=secrets.randbits(62), partition=partition, exact_key=exact_key, tenant=tenant,
+            namespace=namespace, category=category, model=model, query=query, answer=answer,
+            vector=None if vector is None else np.asarray(vector, dtype=np.float32),
+            created_at=now, ttl_s=ttl_s, expires_at=now + ttl_s * max_ttl_factor,
+        )
+        async with self._lock:
+            previous = self._by_exact.get(exact_key)
+            if previous is not None:
+                await self._remove([previous], "replaced")
+            await self._store.put(entry)
+            self._remember(entry)
+            if entry.vector is not None:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._index.add, partition, entry.entry_id, entry.vector
+                )
+            await self._enforce_quota(category)
+        self._update_gauges()
+        return entry
+
+    def _remember(self, entry: CacheEntry) -> None:
+        self._meta[entry.entry_id] = _Meta(entry.partition, entry.category, entry.namespace, entry.tenant,
+                                           entry.model, entry.exact_key, entry.expires_at)
+        self._lru.setdefault(entry.category, OrderedDict())[entry.entry_id] = None
+        self._by_exact[entry.exact_key] = entry.entry_id
+
+    async def _enforce_quota(self, category: str) -> None:
+        policy = self._config.categories.get(category) or self._config.categories["default"]
+        order = self._lru.get(category)
+        if order is None or len(order) <= policy.max_entries:
+            return
+        now = time.time()
+        expired = [i for i in order if self._meta[i].expires_at <= now]
+        await self._remove(expired, "expired")
+        excess = len(order) - policy.max_entries
+        if excess > 0:
+            await self._remove(list(order)[:excess], "quota")
+
+    async def _remove(self, entry_ids: Iterable[int], reason: str) -> list[int]:
+        ids = [i for i in entry_ids if i in self._meta]
+        if not ids:
+            return []
+        await self._store.delete(ids)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, _delete_all, self._index, ids)
+        for entry_id in ids:
+            meta = self._meta.pop(entry_id)
+            self._lru.get(meta.category, OrderedDict()).pop(entry_id, None)
+            if self._by_exact.get(meta.exact_key) == entry_id:
+                del self._by_exact[meta.exact_key]
+            self._metrics.evictions.labels(meta.category, reason).inc()
+        return ids
+
+    # ---- maintenance --------------------------------------------------------------------------------------
+
+    async def invalidate(self, selector: Selector, dry_run: bool = False) -> list[int]:
+        async with self._lock:
+            ids = [i for i, m in self._meta.items() if selector.everything or selector.matches(i, m)]
+            if not dry_run:
+                await self._remove(ids, "invalidated")
+        self._update_gauges()
+        return ids
+
+    async def sweep_expired(self) -> int:
+        async with self._lock:
+            now = time.time()
+            removed = await self._remove([i for i, m in self._meta.items() if m.expires_at <= now], "expired")
+        self._update_gauges()
+        return len(removed)
+
+    def entries_by_category(self) -> dict[str, int]:
+        return {category: len(order) for category, order in self._lru.items() if order}
+
+    def __len__(self) -> int:
+        return len(self._meta)
+
+    def _update_gauges(self) -> None:
+        for category in self._config.categories:
+            self._metrics.entries.labels(category).set(len(self._lru.get(category, ())))
+
+
+def _delete_all(index: PartitionedIndex, ids: list[int]) -> None:
+    for entry_id in ids:
+        index.delete(entry_id)
+
+
+def _hnsw_params(config: CacheConfig) -> Any:
+    from cachesvc.vector_index import HnswParams
+
+    return HnswParams(M=config.index.m, ef_construction=config.index.ef_construction, ef_search=config.index.ef_search)

