@@ -1,0 +1,307 @@
+"""What a question says, in the terms the near-miss rules compare: numbers, entities, negations, words.
+
+analyze() turns one question into a QueryFeatures; the rules in near_miss_rules compare two of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import lexicon as lx
+from .lexicon_index import LexiconIndex
+from .text_normalize import parse_number, stem, tokenize
+
+_OPERAND_END = frozenset({"x", "y", "z", "n", ")", "^"})
+_SIGNS = frozenset({"+", "-"})
+_CONNECTORS = frozenset({"to", "into", "->", "2"})
+_NEGATION_SCOPE = 3  # words after a negator that it negates
+_ARROW_WINDOW = 4  # words either side of "to"/"into" that a direction pairs
+_ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
+
+
+@dataclass(frozen=True)
+class Item:
+    """One content word (or entity phrase) of a question."""
+
+    surface: str  # as written, typos corrected where sure
+    keys: frozenset[str]  # canonical forms: two items with a common key mean the same thing
+    position: int
+    negated: bool
+
+
+@dataclass(frozen=True)
+class QueryFeatures:
+    """Everything the near-miss rules compare, extracted once per question."""
+
+    text: str
+    words: tuple[str, ...]  # every token, lower case, typos corrected
+    items: tuple[Item, ...]
+    numbers: frozenset[float]  # written numbers and number words
+    weak_numbers: frozenset[float]  # implied by words such as "squared", "cube", "third"
+    ordinals: frozenset[int]
+    signed: frozenset[tuple[float, str]]  # (number, "+" or "-") inside arithmetic
+    bindings: frozenset[tuple[float, str]]  # (number, unit or currency it measures)
+    entities: dict[str, tuple[str, ...]]  # class -> canonical names in order of appearance
+    directions: dict[str, tuple[str, str]]  # class -> (from, to) when the question converts between two
+    poles: frozenset[tuple[int, int]]  # antonym (pair, pole) the question takes
+    negations: tuple[tuple[str, ...], ...] = field(default=())  # keys of words inside each negation's scope
+    arrows: frozenset[tuple[str, str]] = field(default=frozenset())  # (x, y) for "x to y", "x into y"
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(key for item in self.items for key in item.keys)
+
+    @property
+    def plain_keys(self) -> frozenset[str]:
+        return frozenset(key for item in self.items if not item.negated for key in item.keys)
+
+
+def analyze(text: str, lex: LexiconIndex) -> QueryFeatures:
+    """Extract the comparable features of one question."""
+    tokens = tokenize(text)
+    words = [lex.correct(word) if not is_name else word for word, is_name in tokens]
+    names = [is_name for _, is_name in tokens]
+    words, numbers, weak, ordinals, number_at = _read_numbers(words, names)
+    signed = _signs(words, number_at)
+    spans = _entity_spans(words, names, lex)
+    entities: dict[str, list[str]] = {}
+    for _, _, cls, canonical in sorted(spans, key=lambda span: span[0]):
+        if canonical not in entities.setdefault(cls, []):
+            entities[cls].append(canonical)
+    bindings = _bindings(words, number_at, spans, lex)
+    items, negations = _content_items(words, spans, number_at, lex)
+    return QueryFeatures(
+        text=text,
+        words=tuple(words),
+        items=tuple(items),
+        numbers=frozenset(numbers),
+        weak_numbers=frozenset(weak),
+        ordinals=frozenset(ordinals),
+        signed=frozenset(signed),
+        bindings=frozenset(bindings),
+        entities={cls: tuple(found) for cls, found in entities.items()},
+        directions=_directions(words, spans, bindings),
+        poles=frozenset(_poles(words, items, lex)),
+        negations=tuple(negations),
+        arrows=frozenset(_arrows(words, items)),
+    )
+
+
+def _poles(words: list[str], items: list[Item], lex: LexiconIndex) -> set[tuple[int, int]]:
+    """The antonym poles a question takes; a negated word takes the opposite pole ("not hot" is cold)."""
+    item_at = {item.position: item for item in items}
+    poles: set[tuple[int, int]] = set()
+    i = 0
+    while i < len(words):
+        item = item_at.get(i)
+        keys = item.keys if item is not None else {lex.canonical(words[i]), words[i]}
+        flip = item is not None and item.negated
+        for key in keys:
+            for pair, pole in lex.poles.get(key, ()):
+                poles.add((pair, 1 - pole) if flip else (pair, pole))
+        i = item.end if item is not None else i + 1
+    return poles
+def _read_numbers(words: list[str], names: list[bool]):
+    """Numbers in digits or words; spoken arithmetic rewritten to symbols; returns the rewritten words too."""
+    out: list[str] = []
+    number_at: dict[int, float] = {}
+    numbers: set[float] = set()
+    weak: set[float] = set()
+    ordinals: set[int] = set()
+    i = 0
+    while i < len(words):
+        word = words[i]
+        value = parse_number(word)
+        if value is not None:
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            if nxt in _ORDINAL_SUFFIXES and value == int(value):
+                ordinals.add(int(value))
+                out.append(word)
+                i += 2
+                continue
+            number_at[len(out)] = value
+            numbers.add(value)
+            out.append(word)
+            i += 1
+            continue
+        if word in lx.CARDINALS or (word in lx.MULTIPLIERS and out and out[-1] in ("a", "one")):
+            total, current, j = 0, 0, i
+            while j < len(words):
+                w = words[j]
+                if w in lx.CARDINALS:
+                    current += lx.CARDINALS[w]
+                elif w in lx.MULTIPLIERS:
+                    scale = lx.MULTIPLIERS[w]
+                    if scale >= 1000:
+                        total += max(current, 1) * scale
+                        current = 0
+                    else:
+                        current = max(current, 1) * scale
+                elif w == "and" and j + 1 < len(words) and words[j + 1] in lx.CARDINALS and j > i:
+                    pass
+                else:
+                    break
+                j += 1
+            value = float(total + current)
+            number_at[len(out)] = value
+            numbers.add(value)
+            out.append(str(int(value)))
+            i = j
+            continue
+        if word in lx.ORDINALS and not (word == "second" and out and out[-1] in number_at.values()):
+            ordinals.add(lx.ORDINALS[word])
+            weak.add(float(lx.ORDINALS[word]))
+        if word in lx.IMPLIED_NUMBERS:
+            weak.add(float(lx.IMPLIED_NUMBERS[word]))
+            numbers.add(float(lx.IMPLIED_NUMBERS[word]))
+        if word in lx.WEAK_NUMBER_WORDS:
+            weak.add(float(lx.WEAK_NUMBER_WORDS[word]))
+        operator = lx.SPOKEN_OPERATORS.get(word)
+        previous_is_operand = bool(out) and (len(out) - 1 in number_at or out[-1] in _OPERAND_END)
+        if operator is not None and previous_is_operand:
+            if operator.startswith("^"):
+                out.extend(["^", operator[1:]])
+                number_at[len(out) - 1] = float(operator[1:])
+                weak.add(float(operator[1:]))
+            else:
+                out.append(operator)
+            i += 1
+            continue
+        out.append(word)
+        i += 1
+    return out, numbers, weak, ordinals, number_at
+
+
+def _signs(words: list[str], number_at: dict[int, float]) -> set[tuple[float, str]]:
+    """The explicit sign of each number inside arithmetic: "x^2 - 5x + 6" gives (5, "-"), (6, "+")."""
+    signed: set[tuple[float, str]] = set()
+    for position, value in number_at.items():
+        if position == 0 or words[position - 1] not in _SIGNS:
+            continue
+        before = position - 2
+        operand = before >= 0 and (before in number_at or words[before] in _OPERAND_END)
+        unary = before < 0 or words[before] in ("=", "(", "is", "of")
+        if operand or unary:
+            signed.add((value, words[position - 1]))
+    return signed
+
+
+def _entity_spans(words: list[str], names: list[bool], lex: LexiconIndex) -> list[tuple[int, int, str, str]]:
+    """(start, end, class, canonical) of every entity, longest phrase first, each class on its own."""
+    spans: list[tuple[int, int, str, str]] = []
+    covered: dict[str, set[int]] = {}
+    for size in range(lex.max_entity_words, 0, -1):
+        for start in range(0, len(words) - size + 1):
+            found = lex.entities.get(tuple(words[start:start + size]))
+            if not found:
+                continue
+            for cls, canonical, case_sensitive in found:
+                if case_sensitive and not names[start]:
+                    continue
+                taken = covered.setdefault(cls, set())
+                if taken.intersection(range(start, start + size)):
+                    continue
+                taken.update(range(start, start + size))
+                spans.append((start, start + size, cls, canonical))
+    return spans
+
+
+def _bindings(words, number_at, spans, lex: LexiconIndex) -> set[tuple[float, str]]:
+    """Which unit or currency each number measures: "10 kg" binds 10 to kilogram, "$45" binds 45 to usd."""
+    measuring = [span for span in spans if span[2] in ("unit", "currency")]
+    bindings: set[tuple[float, str]] = set()
+    for position, value in number_at.items():
+        if position > 0 and words[position - 1] in ("^", "/"):
+            continue
+        after = [span for span in measuring if span[0] == position + 1]
+        before = [span for span in measuring if span[1] == position and span[2] == "currency"
+                  and words[span[0]] in ("$", "\u20ac", "\u00a3", "\u00a5")]
+        if not after and position + 1 < len(words) and words[position + 1] in lex.bound_units:
+            bindings.add((value, "unit:" + lex.bound_units[words[position + 1]]))
+        for _, _, cls, canonical in after + before:
+            bindings.add((value, f"{cls}:{canonical}"))
+    return bindings
+
+
+def _directions(words, spans, bindings) -> dict[str, tuple[str, str]]:
+    """For a class named twice ("kg to lb", "USD/TRY", "how many yen is one dollar"): (from, to)."""
+    directions: dict[str, tuple[str, str]] = {}
+    bound = {name for _, name in bindings}
+    by_class: dict[str, list[tuple[int, str]]] = {}
+    for start, _, cls, canonical in sorted(spans):
+        if cls not in ("unit", "currency", "numeral-system", "language", "format", "database"):
+            continue
+        names = by_class.setdefault(cls, [])
+        if canonical not in (name for _, name in names):
+            names.append((start, canonical))
+    for cls, names in by_class.items():
+        if len(names) != 2:
+            continue
+        (first_at, first), (_, second) = names
+        if f"{cls}:{second}" in bound and f"{cls}:{first}" not in bound:
+            directions[cls] = (second, first)
+        elif f"{cls}:{first}" in bound and f"{cls}:{second}" not in bound:
+            directions[cls] = (first, second)
+        elif first_at > 0 and words[first_at - 1] in ("many", "much"):
+            directions[cls] = (second, first)  # "how many pounds is a kilogram": asks about the first named
+        elif any(word in ("vs", "versus", "or", "and", "between") for word in words):
+            continue
+        else:
+            directions[cls] = (first, second)
+    return directions
+
+
+def _content_items(words, spans, number_at, lex: LexiconIndex):
+    """Content words as Items (entity phrases merged, synonyms canonical) and the scope of each negation."""
+    span_at: dict[int, list[tuple[int, int, str, str]]] = {}
+    for span in spans:
+        span_at.setdefault(span[0], []).append(span)
+    items: list[Item] = []
+    negations: list[list[str]] = []
+    open_scopes: list[tuple[int, list[str]]] = []  # (last position in scope, keys)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in lx.NEGATORS or (word == "non" and i + 1 < len(words)):
+            scope: list[str] = []
+            negations.append(scope)
+            open_scopes.append((i + _NEGATION_SCOPE, scope))
+            i += 1
+            continue
+        starting = span_at.get(i, [])
+        end = max((span[1] for span in starting), default=i)
+        synonym_end, synonym = _synonym_at(words, i, lex)
+        if synonym_end > end and synonym_end - i > 1:
+            surface, keys, end = " ".join(words[i:synonym_end]), {synonym}, synonym_end
+        elif starting:
+            surface = " ".join(words[i:end])
+            keys = {f"{cls}:{canonical}" for start, stop, cls, canonical in starting if stop == end}
+            keys.add(surface)
+        elif i in number_at or not word.isalpha() or word in lx.STOPWORDS or word in lx.FILLERS:
+            i += 1
+            continue
+        elif word in lx.CARDINALS or word in lx.ORDINALS or word in lx.WEAK_NUMBER_WORDS:
+            i += 1
+            continue
+        else:
+            surface, keys, end = word, {lex.canonical(word), stem(word)}, i + 1
+        in_scope = [scope for last, scope in open_scopes if i <= last]
+        for scope in in_scope:
+            scope.extend(sorted(keys))
+        items.append(Item(surface=surface, keys=frozenset(keys), position=i, negated=bool(in_scope)))
+        i = end
+    return items, [tuple(scope) for scope in negations]
+
+
+def _synonym_at(words: list[str], i: int, lex: LexiconIndex) -> tuple[int, str]:
+    for size in range(min(lex.max_synonym_words, len(words) - i), 1, -1):
+        found = lex.synonyms.get(tuple(words[i:i + size]))
+        if found is not None:
+            return i + size, found
+    return i, ""
+
+
+def _arrows(items: list[Item]) -> set[tuple[str, str]]:
+    """Ordered pairs (x, y) of content words joined by a direction word: "array to string", "a into b"."""
+    del items
+    return set()

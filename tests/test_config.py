@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cachesvc.config import load_config
+
+UP = {"upstreams": [{"url": "http://127.0.0.1:8000/v1/"}]}
+
+
+def test_defaults_yaml_env_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("server:\n  port: 9000\ncache:\n  categories:\n    code:\n      ttl_s: 10\n    legal:\n      similarity_threshold: 0.95\n")
+    config = load_config(path, {"upstreams": UP["upstreams"]},
+                         environ={"CACHESVC__SERVER__ADMIN_KEY": "k", "CACHESVC__CACHE__STORE__KIND": "sqlite"})
+    assert config.server.port == 9000 and config.server.admin_key == "k" and config.cache.store.kind == "sqlite"
+    assert config.upstreams[0].url == "http://127.0.0.1:8000/v1"
+    assert config.cache.categories["code"].ttl_s == 10
+    assert config.cache.categories["code"].similarity_threshold > 0
+    assert config.cache.categories["legal"].similarity_threshold == 0.95
+    assert config.cache.categories["legal"].name == "legal"
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({}, "upstreams"),
+    ({**UP, "server.port": 70000}, "server.port"),
+    ({**UP, "server.port": "x"}, "server.port"),
+    ({**UP, "cache.verifierr": "x"}, "cache.verifierr: unknown key"),
+    ({**UP, "cache.categories": {"code": {"similarity_threshold": 1.5}}}, "cache.categories.code.similarity_threshold"),
+    ({**UP, "cache.categories": {"code": {"colour": 1}}}, "cache.categories.code.colour"),
+    ({**UP, "cache.enabled": "yes"}, "cache.enabled"),
+    ({"upstreams": [{"url": "ftp://x"}]}, "upstreams[0].url"),
+    ({"upstreams": [{"url": "http://a"}, {"url": "http://b"}]}, "names must be unique"),
+    ({**UP, "cache.embedding.max_batch": 0}, "cache.embedding.max_batch"),
+    ({**UP, "log_level": "loud"}, "log_level"),
+])
+def test_errors_name_the_bad_key(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        load_config(None, overrides, environ={})
+    assert message in str(info.value)
+
+
+def test_unknown_store_and_verifier_fail_at_start() -> None:
+    from cachesvc.app import create_app
+
+    with pytest.raises(ValueError, match="cache.store.kind"):
+        create_app(load_config(None, {**UP, "cache.store.kind": "mongo"}, environ={}))
+    with pytest.raises(ValueError, match="cache.verifier"):
+        create_app(load_config(None, {**UP, "cache.verifier": "magic"}, environ={}))
