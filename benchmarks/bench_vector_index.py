@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--texts", type=int, default=30_000, help="real texts to embed (index + held-out queries)")
     p.add_argument("--queries", type=int, default=1000, help="held-out real queries for (b) and (c)")
     p.add_argument("--sizes", default="100000,1000000", help="entries for (a), comma-separated")
-    p.add_argument("--small-sizes", default="256,1024,2048,4096", help="entries for (c)")
+    p.add_argument("--small-sizes", default="256,1024,2048,4096,8192", help="entries for (c)")
     p.add_argument("--efs", default="32,64,128", help="ef_search values for (a) and (b)")
     p.add_argument("--large-efs", default=None, help="ef_search values for (a) (default: --efs)")
     p.add_argument("--ef-construction", type=int, default=200)

@@ -36,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-key", metavar="KEY", help="enables /admin endpoints with this key")
     serve.add_argument("--no-cache", action="store_true", help="pass everything through (measure the proxy alone)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    stub = commands.add_parser(
+        "stub-upstream", help="run a stand-in OpenAI-compatible model server (for benchmarks and trials)",
+        description="A stand-in model server that speaks the OpenAI wire format and answers from the prompt.",
+    )
+    stub.add_argument("--host", default="127.0.0.1")
+    stub.add_argument("--port", type=int, default=8000)
+    stub.add_argument("--latency-ms", type=float, default=20.0, help="time to answer each request")
+    stub.add_argument("--max-concurrency", type=int, default=0, help="answer 429 past this many in flight (0: never)")
     return parser
 
 
@@ -62,7 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "stub-upstream":
+        return _stub(args)
     return 2
+
+
+def _stub(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from cachesvc.stub_upstream import create_stub_app
+
+    app = create_stub_app(latency_ms=args.latency_ms, max_concurrency=args.max_concurrency)
+    web.run_app(app, host=args.host, port=args.port, access_log=None,
+                print=lambda msg: print(f"stub-upstream {msg}", flush=True))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

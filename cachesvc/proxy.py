@@ -94,18 +94,24 @@ async def _handle(state: ProxyState, request: web.Request, endpoint: Endpoint) -
     def policy_for(category: str) -> EffectivePolicy:
         return effective_policy(config.cache.categories.get(category) or config.cache.categories["default"], pressure)
 
+    stages: dict[str, float] = {}
     if controls.may_read and config.cache.exact:
+        t0 = time.perf_counter()
         hit = await cache.lookup_exact(exact_key, policy_for, controls.max_age_s)
+        stages["exact"] = time.perf_counter() - t0
         if hit is not None:
-            return await _serve_hit(state, request, req, hit), "hit"
+            return await _serve_hit(state, request, req, hit, stages), "hit"
 
     vector, category = None, controls.category
     if req.query is not None and config.cache.semantic:
         t0 = time.perf_counter()
         vector = await state.embedder.embed(req.query)
-        state.metrics.lookup_seconds.labels("embed").observe(time.perf_counter() - t0)
+        stages["embed"] = time.perf_counter() - t0
+        state.metrics.lookup_seconds.labels("embed").observe(stages["embed"])
         if category is None:
+            t0 = time.perf_counter()
             category = state.classifier.classify(req.query, vector)
+            stages["classify"] = time.perf_counter() - t0
     category = category or "default"
     category_policy = config.cache.categories.get(category) or config.cache.categories["default"]
     if not category_policy.enabled:
@@ -119,15 +125,16 @@ async def _handle(state: ProxyState, request: web.Request, endpoint: Endpoint) -
         hit = await cache.lookup_semantic(partition, req.query, vector, policy_for(category), controls.max_age_s,
                                           timings)
         for stage in ("search", "verify", "fetch"):
-            state.metrics.lookup_seconds.labels(stage).observe(getattr(timings, f"{stage}_s"))
+            stages[stage] = getattr(timings, f"{stage}_s")
+            state.metrics.lookup_seconds.labels(stage).observe(stages[stage])
         if hit is not None:
-            return await _serve_hit(state, request, req, hit), "hit"
+            return await _serve_hit(state, request, req, hit, stages), "hit"
 
     plan = None
     if controls.may_write:
         plan = WritePlan(partition, exact_key, tenant, namespace, category, req.query, vector,
                          controls.ttl_s or category_policy.ttl_s, category_policy.max_ttl_factor)
-    headers = {"x-cachesvc-cache": "miss", "x-cachesvc-category": category}
+    headers = {"x-cachesvc-cache": "miss", "x-cachesvc-category": category, "Server-Timing": server_timing(stages)}
     flight = None
     if controls.may_read:
         flight = state.flights.join(exact_key)
@@ -160,7 +167,13 @@ def _bypass_reason(state: ProxyState, req: CacheRequest, controls: CacheControls
     return None
 
 
-async def _serve_hit(state: ProxyState, request: web.Request, req: CacheRequest, hit: Hit) -> web.StreamResponse:
+def server_timing(stages: dict[str, float]) -> str:
+    """The lookup's cost by stage as a standard Server-Timing header (milliseconds)."""
+    return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in stages.items())
+
+
+async def _serve_hit(state: ProxyState, request: web.Request, req: CacheRequest, hit: Hit,
+                     stages: dict[str, float]) -> web.StreamResponse:
     entry = hit.entry
     state.metrics.requests.labels(req.endpoint, "hit", hit.tier).inc()
     if hit.tier == "semantic":
@@ -172,6 +185,7 @@ async def _serve_hit(state: ProxyState, request: web.Request, req: CacheRequest,
         "x-cachesvc-similarity": f"{hit.similarity:.4f}",
         "x-cachesvc-entry": str(entry.entry_id),
         "Age": str(int(entry.age(time.time()))),
+        "Server-Timing": server_timing(stages),
     }
     return await _write_answer(request, req, entry.answer, headers)
 

@@ -17,6 +17,8 @@ from cachesvc.upstream import HOP_BY_HOP
 async def healthz(request: web.Request) -> web.Response:
     """200 once the embedding model is loaded and the index rebuilt; 503 (with the reason) before that."""
     state = request.app[STATE]
+    if not state.config.cache.enabled:
+        return web.json_response({"status": "ok", "cache": "disabled"})
     if state.startup_error:
         return web.json_response({"status": "error", "error": state.startup_error}, status=503)
     if not state.ready:

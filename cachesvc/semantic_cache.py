@@ -84,7 +84,9 @@ class SemanticCache:
         verify: Callable[[str, str, float, str], Any],
         metrics: Metrics,
         dim: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock  # wall-clock seconds; injectable so benchmarks can simulate hours of traffic
         self._config = config
         self._store = store
         self._verify = verify
@@ -105,7 +107,7 @@ class SemanticCache:
         await self._store.open()
         entries = [entry async for entry in self._store.scan()]
         entries.sort(key=lambda e: e.created_at)
-        now = time.time()
+        now = self._clock()
         for entry in entries:
             if entry.is_expired(now):
                 continue
@@ -170,7 +172,7 @@ class SemanticCache:
         return None
 
     def _servable(self, entry: CacheEntry, policy: EffectivePolicy, max_age_s: float | None) -> bool:
-        now = time.time()
+        now = self._clock()
         age = entry.age(now)
         if entry.is_expired(now) or age > entry.ttl_s * policy.ttl_factor:
             return False
@@ -191,7 +193,7 @@ class SemanticCache:
         if len(answer.to_json()) > self._config.max_entry_bytes:
             self._metrics.write_skipped.labels("too_large").inc()
             return None
-        now = time.time()
+        now = self._clock()
         entry = CacheEntry(
             entry_id=secrets.randbits(62), partition=partition, exact_key=exact_key, tenant=tenant,
             namespace=namespace, category=category, model=model, query=query, answer=answer,
@@ -223,7 +225,7 @@ class SemanticCache:
         order = self._lru.get(category)
         if order is None or len(order) <= policy.max_entries:
             return
-        now = time.time()
+        now = self._clock()
         expired = [i for i in order if self._meta[i].expires_at <= now]
         await self._remove(expired, "expired")
         excess = len(order) - policy.max_entries
@@ -257,7 +259,7 @@ class SemanticCache:
 
     async def sweep_expired(self) -> int:
         async with self._lock:
-            now = time.time()
+            now = self._clock()
             removed = await self._remove([i for i, m in self._meta.items() if m.expires_at <= now], "expired")
         self._update_gauges()
         return len(removed)

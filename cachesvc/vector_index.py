@@ -95,10 +95,17 @@ def _as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
 
 def _as_query(vector: np.ndarray, dim: int) -> np.ndarray:
     """Coerce one query to a float32 (dim,) vector."""
-    q = np.asarray(vector, dtype=np.float32).reshape(-1)
+    q = np.asarray(vector, dtype=np.float32)
+    if q.ndim != 1:
+        q = q.reshape(-1)
     if q.shape[0] != dim:
         raise ValueError(f"expected a query of {dim} floats, got shape {np.shape(vector)}")
     return q
+
+
+def _clip(s: float) -> float:
+    """Clamp float rounding (e.g. 1.0000001) into [-1, 1]."""
+    return -1.0 if s < -1.0 else 1.0 if s > 1.0 else s
 
 
 def _normalize(m: np.ndarray) -> np.ndarray:
@@ -125,10 +132,11 @@ def _prepare(ids: Sequence[int], vectors: np.ndarray, dim: int) -> tuple[np.ndar
 
 def _top_k(sims: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest values, largest first."""
-    if k >= sims.shape[0]:
-        return np.argsort(-sims, kind="stable")
-    part = np.argpartition(-sims, k - 1)[:k]
-    return part[np.argsort(-sims[part], kind="stable")]
+    n = sims.shape[0]
+    if k >= n:
+        return np.argsort(sims)[::-1]
+    part = np.argpartition(sims, n - k)[n - k :]
+    return part[np.argsort(sims[part])[::-1]]
 
 
 class FlatIndex:
@@ -168,15 +176,17 @@ class FlatIndex:
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Exact top-k by cosine similarity."""
-        q = _normalize(_as_query(vector, self.dim).reshape(1, -1))[0]
+        q = _as_query(vector, self.dim)
+        # Rank by raw dot product and divide only the k winners by |q|: same order, less work.
+        qnorm = float(np.sqrt(np.dot(q, q))) + _EPS
         with self._lock.read():
             n = len(self._row)
             if n == 0 or k <= 0:
                 return []
-            sims = self._vecs[:n] @ q
-            order = _top_k(sims, k)
+            dots = self._vecs[:n] @ q
+            order = _top_k(dots, k)
             ids = self._ids[order].tolist()
-        return [(i, float(np.clip(s, -1.0, 1.0))) for i, s in zip(ids, sims[order].tolist())]
+        return [(i, _clip(d / qnorm)) for i, d in zip(ids, dots[order].tolist())]
 
     def delete(self, id: int) -> None:
         """Remove an id (swap-with-last); unknown ids are ignored."""
@@ -299,8 +309,7 @@ class HnswIndex:
                     if k == 1:
                         return self._exact_unlocked(q, 1)
                     k //= 2
-        sims = np.clip(1.0 - dists[0], -1.0, 1.0)
-        return [(int(i), float(s)) for i, s in zip(labels[0].tolist(), sims.tolist())]
+        return [(i, _clip(1.0 - d)) for i, d in zip(labels[0].tolist(), dists[0].tolist())]
 
     def _exact_unlocked(self, q: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Brute-force fallback over live entries; caller holds the lock."""
@@ -308,7 +317,7 @@ class HnswIndex:
         vecs = np.asarray(self._index.get_items(ids), dtype=np.float32)
         sims = vecs @ _normalize(q.reshape(1, -1))[0]
         order = _top_k(sims, k)
-        return [(int(ids[o]), float(np.clip(sims[o], -1.0, 1.0))) for o in order.tolist()]
+        return [(int(ids[o]), _clip(float(sims[o]))) for o in order.tolist()]
 
     def delete(self, id: int) -> None:
         """Mark an id deleted (its slot is reused by a later add); unknown ids are ignored."""

@@ -161,6 +161,11 @@ ANTONYM_PAIRS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
 # Interchangeable spellings mapped to one canonical word before words are compared.
 SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
     ("start", "begin", "starts", "begins", "beginning", "starting", "started", "began"),
+    ("inside", "interior", "inner", "internal"), ("outside", "exterior", "outer", "external"),
+    ("sum", "total", "add up", "adds up", "summation"),
+    ("speed", "velocity", "how fast", "how quickly"),
+    ("chemistry", "chemical"), ("biology", "biological"), ("physics", "physical"),
+    ("decimal", "decimals", "decimal places", "decimal place", "digits after the decimal point"),
     ("end", "finish", "ends", "finishes", "finished", "ending"),
     ("large", "big", "huge"), ("largest", "biggest"), ("small", "tiny", "little"), ("smallest", "tiniest"),
     ("remove", "delete", "erase", "drop", "unset", "take away", "get rid"),
@@ -181,7 +186,7 @@ SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
     ("stock", "share", "shares", "stocks", "equity"),
     ("now", "today", "current", "currently", "live", "latest", "right now", "at the moment", "this moment",
      "real time", "real-time", "presently", "todays", "today's", "moment"),
-    ("movie", "film"), ("car", "automobile", "vehicle"), ("home", "house", "apartment", "flat", "place"),
+    ("movie", "film"), ("car", "automobile", "vehicle"), ("home", "house", "apartment"),
     ("buy", "purchase"), ("job", "work", "career", "profession", "employment"),
     ("doctor", "physician"), ("quickly", "fast", "rapidly"),
     ("author", "writer", "wrote", "write", "written", "penned"),
@@ -215,5 +220,93 @@ PHRASES: tuple[str, ...] = (
     "right now", "at the moment", "real time", "turn on", "turn off", "switch on", "switch off", "take away",
     "get rid", "came up", "come up", "mom and dad", "mother and father", "shallow copy", "deep copy",
     "hash map", "whole number", "floating point", "decimal number", "capital city", "difference between",
-    "total count", "this moment",
+    "total count", "this moment", "add up", "adds up", "how fast", "how quickly",
 )
+
+# Ordinary words that are never typos of a lexicon word ("round" is not "pound", "rest" is not "rust").
+COMMON_WORDS: frozenset[str] = frozenset("""
+able about above accept access account act action active activity actor add address admin adult advance affect
+afraid after again against age agent agree ahead air alarm album alive allow alone along already alter always
+amount angle angry animal annual answer apart appear apply area argue arm army around arrange arrive art article
+ask asleep attack attempt attend audio author auto avoid award aware away baby back bad bag bake balance ball
+band bank bar base basic basis bath battery battle beach bean bear beat beauty become bed beer before begin
+behind believe bell belong below belt bench bend benefit beside best bet better beyond bike bill bind bird birth
+bite black blade blame blank blind block blood blow blue board boat body boil bold bone bonus book boost boot
+border born borrow boss both bottle bottom bound bowl box brain branch brand brave bread break breath brick bridge
+brief bright bring broad broken brown brush budget bug build bunch burn burst bus business busy button cable cake
+call calm camera camp card care career carry case cash cast catch cause cell center chain chair chance change
+channel chapter charge chart chase cheap check cheese chest chief child choice choose church circle city claim
+class clean clear click client climb clock close cloth cloud club coach coast code coffee coin cold collect
+college color column combine come comfort comment common company compare complete concern condition confirm
+connect consider contact contain content context continue control cook cool copy core corner correct cost could
+count country couple course court cover crack craft crash crazy cream create credit crew crime cross crowd cry
+culture cup cure current curve custom cut cycle damage dance danger dark data date daughter dead deal dear debt
+decide deep defend degree delay deliver demand deny depend deploy depth design desk detail develop device diet
+differ dig dinner direct dirt discuss dish disk distance divide doctor dog door double doubt down draft drag draw
+dream dress drink drive drop drug dry due dust duty each eager early earn earth ease east easy eat edge edit
+effect effort egg eight either elect else email empty enemy energy engine enjoy enough enter entire entry equal
+error escape estate even event ever every exact exam except exchange excite exist exit expand expect expert
+explain express extend extra eye face fact factor fail fair faith fall false family famous fan far farm fast fat
+father fault favor fear feature fee feed feel fellow fence few field fight figure file fill film final fine
+finger fire firm fish fit fix flag flat flight float floor flow flower fly focus fold follow food foot force
+forest forget fork form format forward frame free fresh friend front fruit fuel full fun fund future gain game
+gap garden gate gather gear gift girl glass goal gold golf good grab grade grain grand grant grass great green
+ground group grow guard guess guest guide gun guy habit hair half hall hand handle hang happen happy hard harm
+hate head health hear heart heat heavy height hell help hero hide high hill hint hire hit hold hole holiday
+home hope horse host hot hotel hour house huge human hunt hurt idea image impact income index inside invest
+iron island issue item job join joke judge juice jump junk just keep key kick kill kind king kitchen knee knife
+know lab lack lady lake land lane large last late laugh law lawn lay layer lead leaf lean learn least leave left
+leg lend length lesson letter level lie life lift light limit line link list listen live load loan local lock
+log long look loop lose loss lot loud love low luck lunch machine mail main major make male mall man manage
+many map mark market mass master match math matter meal mean meat media meet member memory mental menu mess
+metal middle might mind mine minor mirror miss mix mode model moment money month mood moon more most mother
+motor mount mouse mouth move movie much music must name narrow nation nature near neck need nerve net never new
+news next nice night noise none noon normal north nose note notice novel nurse object offer office often oil
+old open order other outer oven owner pace pack page pain paint pair panel paper park part party pass past path
+pay peace peak pen people pepper per period person pet phone photo piano pick piece pile pilot pin pink pipe
+pitch place plan plane plant plate play plot plus pocket point pole police policy pool poor pop port pose post
+pot pound power press price pride print prior prize profit proof proud pull pump punch pure push put quarter
+queen quiet quit quite quote race radio rail rain raise range rank rare rate reach read ready real reason
+record red reduce region relax remote rent repeat reply report rest result return rich ride ring rise risk
+river road rock role roll roof room root rope rose round route row rule run rush safe sail salad salt sand save
+scale scene school score screen sea search season seat second secret section seed seek sell send sense serve
+set seven shade shake shape share sharp sheet shelf shell shift shine ship shirt shock shoe shoot shop short
+shot should show shower shut sick side sign silver simple sing single sink site size skill skin sky sleep slice
+slide slip slow smart smell smile smoke snow soft soil solid solve song sort sound soup source south space spare
+speak speed spell spend spin spirit split sport spot spread spring square staff stage stair stand star start
+state stay steal steel step stick still stock stone stop store storm story strain street stress strike string
+strong student study stuff style subject sugar suit summer sun supply sure surface sweet swim switch table tail
+take talk tall tank tape target task taste tax tea teach team tear tell tend term test text thank theme theory
+thing think third thread throw ticket tie tight time tip tired title toe tone tool tooth top topic total touch
+tour town toy track trade train trash travel treat tree trial trick trip truck true trust truth try tube turn
+twist type uncle union unit upper upset urban user usual value van vast verb view visit voice vote wage wait
+wake walk wall want war warm wash waste watch water wave way weak wealth wear weather web week weight west
+wheel while white whole wide wife wild will wind window wine wing winner winter wire wise wish woman wonder wood
+word work world worry worth write wrong yard year yellow young zone
+""".split())
+
+# Abstract nouns and light verbs that paraphrases swap freely ("the level of X" ~ "the value of X", "what causes
+# X" ~ "why does X happen"). Left unmatched they are not evidence that the topic changed.
+GENERIC_WORDS: frozenset[str] = frozenset("""
+level value performance perform doing status state condition figure figures data detail details fact facts
+reason reasons cause causes caused happen happens happened occur occurs occurred result results effect
+syntax code command commands snippet statement expression operation operations process procedure technique
+strategy option options trick tricks suggestion suggestions recommendation recommendations
+role purpose function functions job work works working definition meaning concept term terms idea notion
+formula equation calculation calculate amount total count number numbers quantity size measure
+use used using usage utilize apply make makes making made do does did take takes took taking put set get goes
+go going went come comes came keep keeps have has having contain contains containing include includes hold
+cover covers covered become becomes became turn turns give gives provide provides offer offers
+thing things something stuff kind type sort form version part piece bit lot whole entire overall
+simple simply easy quick clean cleanest short shortest proper correct right good best better nice new existing
+current actual basic main common usual normal standard typical general specific particular certain given
+someone somebody person people anyone everyone one ones guy folks
+able possible way ways method methods approach approaches solution solutions answer answers question questions
+example examples sample demo tutorial guide explanation overview summary info information help tip tips advice
+alternative alternatives equivalent equivalents difference differences
+solve solving factor simplify evaluate root roots value values answer expression equation result
+express expressed conversion convert converting representation represent represented write written notation
+name named call called exchange world earth planet globe element elements item items entry entries member
+members
+rather instead also actually really
+""".split())

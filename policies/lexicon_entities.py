@@ -135,10 +135,10 @@ HOLIDAYS = _table("christmas|xmas", "thanksgiving", "easter", "halloween", "new 
                   "valentine's day|valentines|valentine", "hanukkah", "diwali", "ramadan", "eid")
 # Relative times: a question about yesterday is not a question about today.
 TIME_REFERENCES = _table(
-    "present|now|today|todays|today's|current|currently|live|latest|right now|at the moment|this moment|"
-    "real time|real-time|presently|this week|tonight",
-    "past|yesterday|yesterday's|last week|last month|last year|previous day|a year ago|last night|historical",
-    "future|tomorrow|tomorrow's|next week|next month|next year|forecast|prediction",
+    "today|now|todays|current|currently|live|latest|right now|at the moment|this moment|real time|real-time|"
+    "presently|this week|tonight",
+    "yesterday|last week|last month|last year|previous day|a year ago|last night|historical",
+    "tomorrow|next week|next month|next year|forecast|prediction",
 )
 UNITS = _table(
     "millimeter|mm|millimeters|millimetre|millimetres", "centimeter|cm|centimeters|centimetre|centimetres",

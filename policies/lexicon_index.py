@@ -43,12 +43,12 @@ class LexiconIndex:
 
     def correct(self, word: str) -> str:
         """The known word this unknown word misspells, when exactly one is close enough; else the word."""
-        if word in self.known or len(word) < 4 or not word.isalpha():
+        if word in self.known or len(word) < 4 or not word.isalpha() or stem(word) in self.known:
             return word
         candidates: set[str] = set()
         for variant in _deletions(word) | {word}:
             candidates.update(self.typo_index.get(variant, ()))
-        close = [c for c in candidates if c != word and is_typo_of(word, c) and abs(len(c) - len(word)) <= 1]
+        close = [c for c in candidates if is_typo_of(word, c)]
         if len(close) == 1:
             return close[0]
         return word
@@ -74,6 +74,9 @@ def lexicon_index() -> LexiconIndex:
             synonyms.setdefault(_words(spelling), group[0])
     for phrase in lx.PHRASES:
         synonyms.setdefault(_words(phrase), phrase.replace(" ", "_"))
+    for words, canonical in list(synonyms.items()):
+        if len(words) == 1:
+            synonyms.setdefault((stem(words[0]),), canonical)
     index = LexiconIndex(
         entities={phrase: tuple(found) for phrase, found in entities.items()},
         max_entity_words=max(len(phrase) for phrase in entities),
@@ -93,6 +96,7 @@ def lexicon_index() -> LexiconIndex:
                 poles.setdefault(key or "_".join(words), set()).add((pair_number, pole_number))
     known_words: set[str] = set(lx.STOPWORDS | lx.FILLERS | lx.NEGATORS)
     known_words.update(lx.CARDINALS, lx.MULTIPLIERS, lx.IMPLIED_NUMBERS, lx.WEAK_NUMBER_WORDS, lx.ORDINALS)
+    known_words.update(lx.SPOKEN_OPERATORS, lx.COMMON_WORDS, lx.GENERIC_WORDS)
     for phrase in list(entities) + list(synonyms):
         known_words.update(phrase)
     for pair in lx.ANTONYM_PAIRS:

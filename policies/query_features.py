@@ -25,7 +25,8 @@ class Item:
 
     surface: str  # as written, typos corrected where sure
     keys: frozenset[str]  # canonical forms: two items with a common key mean the same thing
-    position: int
+    position: int  # index of its first word
+    end: int  # index past its last word
     negated: bool
 
 
@@ -101,6 +102,8 @@ def _poles(words: list[str], items: list[Item], lex: LexiconIndex) -> set[tuple[
                 poles.add((pair, 1 - pole) if flip else (pair, pole))
         i = item.end if item is not None else i + 1
     return poles
+
+
 def _read_numbers(words: list[str], names: list[bool]):
     """Numbers in digits or words; spoken arithmetic rewritten to symbols; returns the rewritten words too."""
     out: list[str] = []
@@ -137,7 +140,7 @@ def _read_numbers(words: list[str], names: list[bool]):
                         current = 0
                     else:
                         current = max(current, 1) * scale
-                elif w == "and" and j + 1 < len(words) and words[j + 1] in lx.CARDINALS and j > i:
+                elif w == "and" and words[j - 1] in lx.MULTIPLIERS and j + 1 < len(words) and words[j + 1] in lx.CARDINALS:
                     pass
                 else:
                     break
@@ -284,11 +287,11 @@ def _content_items(words, spans, number_at, lex: LexiconIndex):
             i += 1
             continue
         else:
-            surface, keys, end = word, {lex.canonical(word), stem(word)}, i + 1
+            surface, keys, end = word, {lex.canonical(word)}, i + 1
         in_scope = [scope for last, scope in open_scopes if i <= last]
         for scope in in_scope:
             scope.extend(sorted(keys))
-        items.append(Item(surface=surface, keys=frozenset(keys), position=i, negated=bool(in_scope)))
+        items.append(Item(surface=surface, keys=frozenset(keys), position=i, end=end, negated=bool(in_scope)))
         i = end
     return items, [tuple(scope) for scope in negations]
 
@@ -301,7 +304,19 @@ def _synonym_at(words: list[str], i: int, lex: LexiconIndex) -> tuple[int, str]:
     return i, ""
 
 
-def _arrows(items: list[Item]) -> set[tuple[str, str]]:
-    """Ordered pairs (x, y) of content words joined by a direction word: "array to string", "a into b"."""
-    del items
-    return set()
+def _arrows(words: list[str], items: list[Item]) -> set[tuple[str, str]]:
+    """Ordered pairs (x, y) joined by a direction word: the word just before "to"/"into" and those after it."""
+    arrows: set[tuple[str, str]] = set()
+    for at, word in enumerate(words):
+        if word not in _CONNECTORS:
+            continue
+        left = [item for item in items if at - _ARROW_WINDOW <= item.end - 1 < at]
+        right = [item for item in items if at < item.position <= at + _ARROW_WINDOW]
+        if not left or not right:
+            continue
+        x = left[-1]
+        for y in right:
+            if words[x.end:at] and any(w in _CONNECTORS for w in words[x.end:at]):
+                continue
+            arrows.update((kx, ky) for kx in x.keys for ky in y.keys if kx != ky)
+    return arrows

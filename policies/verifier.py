@@ -1,0 +1,87 @@
+"""Near-miss verification: the check between "the nearest cached question is similar" and "serve its answer".
+
+Embedding similarity cannot tell "How do I add a column?" from "How do I drop a column?" (cosine ~0.9), nor
+"12 x 13" from "12 x 14". The verifier compares what the two questions actually say and rejects the hit when
+they disagree on something that changes the answer. Pure Python, no model calls, tens of microseconds a pair.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from threading import Lock
+
+from . import near_miss_rules as rules
+from .lexicon_index import LexiconIndex, lexicon_index
+from .query_features import QueryFeatures, analyze
+from .word_diff import diff_words
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a cached answer may be served for a query, and if not, why (machine-readable)."""
+
+    accepted: bool
+    reason: str  # "" when accepted; else e.g. "number-mismatch", "negation", "entity-mismatch"
+
+
+ACCEPTED = Verdict(True, "")
+
+
+class NoVerifier:
+    """Accepts every candidate: the threshold alone decides (the baseline)."""
+
+    def verify(self, query: str, cached_query: str, similarity: float, category: str) -> Verdict:
+        """Accept."""
+        return ACCEPTED
+
+
+@dataclass
+class NearMissVerifier:
+    """Rejects look-alikes whose answer differs; keeps paraphrases, typos, reorderings, abbreviations."""
+
+    substitution: rules.SubstitutionRule = field(default_factory=rules.SubstitutionRule)
+    cache_size: int = 4096  # analysed questions kept (cached questions are verified again and again)
+    _lex: LexiconIndex = field(default_factory=lexicon_index, init=False, repr=False)
+    _features: OrderedDict[str, QueryFeatures] = field(default_factory=OrderedDict, init=False, repr=False)
+    _lock: Lock = field(default_factory=Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.cache_size < 0:
+            raise ValueError("verifier.cache_size must be >= 0")
+
+    def verify(self, query: str, cached_query: str, similarity: float, category: str) -> Verdict:
+        """Accept the cached answer unless the two questions differ in a way that changes the answer."""
+        del similarity, category  # the same contrasts matter in every category; thresholds handle the rest
+        if query == cached_query:
+            return ACCEPTED
+        a = self.features(query)
+        b = self.features(cached_query)
+        reason = (
+            rules.numbers_differ(a, b)
+            or rules.units_differ(a, b)
+            or rules.entities_differ(a, b)
+            or rules.direction_swapped(a, b)
+            or rules.negation_differs(a, b, self._lex)
+            or rules.antonyms_differ(a, b)
+            or self.substitution(a, b, diff_words(a, b, self._lex))
+        )
+        return Verdict(False, reason) if reason else ACCEPTED
+
+    def features(self, text: str) -> QueryFeatures:
+        """The analysed question, from a small LRU cache."""
+        with self._lock:
+            found = self._features.get(text)
+            if found is not None:
+                self._features.move_to_end(text)
+                return found
+        found = analyze(text, self._lex)
+        if self.cache_size:
+            with self._lock:
+                self._features[text] = found
+                while len(self._features) > self.cache_size:
+                    self._features.popitem(last=False)
+        return found
+
+
+VERIFIERS: dict[str, type] = {"near-miss": NearMissVerifier, "none": NoVerifier}
