@@ -273,6 +273,11 @@ def recall(index: HnswIndex, queries: np.ndarray, truth: np.ndarray, k: int) -> 
     return hits / (k * len(queries))
 
 
+def close_subset(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, min_cos: float) -> np.ndarray:
+    """Mask of queries whose true nearest neighbour is at least min_cos similar (would-be cache hits)."""
+    return np.einsum("ij,ij->i", base[truth[:, 0]], queries) >= min_cos
+
+
 def latency_us(search: Callable[[np.ndarray], object], queries: np.ndarray, warmup: int = 200) -> tuple[float, float]:
     """(median, p99) microseconds of one single-query call."""
     for q in queries[:warmup]:
@@ -313,14 +318,17 @@ def bench_small(real: np.ndarray, queries: np.ndarray, sizes: list[int], params:
         flat, hnsw = FlatIndex(DIM, capacity=n), HnswIndex(DIM, params, capacity=n)
         flat.add(np.arange(n), real[:n])
         hnsw.add(np.arange(n), real[:n], num_threads=os.cpu_count() or 1)
+        load = os.getloadavg()[0]
         fm, fp = latency_us(lambda q: flat.search(q, k), queries)
         hm, hp = latency_us(lambda q: hnsw.search(q, k), queries)
         truth = exact_topk(real[:n], queries, 10)
-        rows.append([n, f"{fm:.0f}", f"{fp:.0f}", f"{hm:.0f}", f"{hp:.0f}", f"{recall(hnsw, queries, truth, 1):.3f}"])
+        r1 = recall(hnsw, queries, truth, 1)
+        rows.append([n, f"{fm:.0f}", f"{fp:.0f}", f"{hm:.0f}", f"{hp:.0f}", f"{r1:.3f}", f"{load:.1f}"])
         print(rows[-1], flush=True)
     return table(
-        f"(c) Flat vs HNSW, real MiniLM embeddings, k={k}, µs per call",
-        ["entries", "flat median", "flat p99", "hnsw median", "hnsw p99", "hnsw recall@1"],
+        f"(c) Flat vs HNSW, real MiniLM embeddings, k={k}, µs per call, "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}",
+        ["entries", "flat median", "flat p99", "hnsw median", "hnsw p99", "hnsw recall@1", "load avg"],
         rows,
     )
 
@@ -335,22 +343,35 @@ def bench_recall_real(real: np.ndarray, queries: np.ndarray, efs: list[int], par
     rows = []
     for ef in efs:
         hnsw.ef_search = ef
+        load = os.getloadavg()[0]
         med, p99 = latency_us(lambda q: hnsw.search(q, k), queries)
         r1, r10 = recall(hnsw, queries, truth, 1), recall(hnsw, queries, truth, 10)
-        rows.append([ef, f"{r1:.4f}", f"{r10:.4f}", f"{med:.0f}", f"{p99:.0f}"])
+        rows.append([ef, f"{r1:.4f}", f"{r10:.4f}", f"{med:.0f}", f"{p99:.0f}", f"{load:.1f}"])
         print(rows[-1], flush=True)
     return table(
         f"(b) Recall vs exact, {len(real)} real MiniLM embeddings (distinct generated texts), "
         f"{len(queries)} held-out text queries; build {build:.1f} s",
-        ["ef_search", "recall@1", "recall@10", f"median µs (k={k})", "p99 µs"],
+        ["ef_search", "recall@1", "recall@10", f"median µs (k={k})", "p99 µs", "load avg"],
         rows,
     )
 
 
 def bench_large(
-    centers: np.ndarray, sizes: list[int], efs: list[int], params: HnswParams, noise: float, n_queries: int, k: int
+    centers: np.ndarray,
+    sizes: list[int],
+    efs: list[int],
+    params: HnswParams,
+    noise: float,
+    n_queries: int,
+    k: int,
+    index_dir: Path | None,
+    min_cos: float,
 ) -> str:
-    """(a) latency/build/memory at large N on clustered synthetic vectors, built incrementally."""
+    """(a) latency/build/memory at large N on clustered synthetic vectors, built incrementally.
+
+    With index_dir, each checkpoint index is saved there and reused by a later run (same data:
+    the synthetic set is seeded), so latency can be re-measured without rebuilding.
+    """
     rng = np.random.default_rng(1)
     top = max(sizes)
     t0 = time.perf_counter()
@@ -359,31 +380,48 @@ def bench_large(
     print(f"generated {top} synthetic vectors in {time.perf_counter() - t0:.0f} s; "
           f"median NN cosine of queries over first 100k: {nn_cosine(base[:100_000], queries[:500]):.3f}", flush=True)
     rss0 = rss_mib()
-    hnsw = HnswIndex(DIM, params, capacity=top)
+    hnsw: HnswIndex | None = None
     built, build_s, rows = 0, 0.0, []
     threads = os.cpu_count() or 1
+    tag = f"M{params.M}_efc{params.ef_construction}_noise{noise}_top{top}"
     for n in sorted(sizes):
-        t0 = time.perf_counter()
-        for s in range(built, n, 50_000):
-            e = min(s + 50_000, n)
-            hnsw.add(np.arange(s, e), base[s:e], num_threads=threads)
-            print(f"  added {e} ({build_s + time.perf_counter() - t0:.0f} s)", flush=True)
-        build_s += time.perf_counter() - t0
+        saved = index_dir / f"synthetic_{n}_{tag}.bin" if index_dir else None
+        if saved is not None and saved.exists():
+            hnsw = HnswIndex.load(saved)
+            build_s = json.loads(saved.with_suffix(".build.json").read_text())["build_s"]
+            print(f"  loaded {saved}", flush=True)
+        else:
+            hnsw = hnsw or HnswIndex(DIM, params, capacity=top)
+            t0 = time.perf_counter()
+            for s in range(built, n, 50_000):
+                e = min(s + 50_000, n)
+                hnsw.add(np.arange(s, e), base[s:e], num_threads=threads)
+                print(f"  added {e} ({build_s + time.perf_counter() - t0:.0f} s)", flush=True)
+            build_s += time.perf_counter() - t0
+            if saved is not None:
+                index_dir.mkdir(parents=True, exist_ok=True)
+                hnsw.save(saved)
+                saved.with_suffix(".build.json").write_text(json.dumps({"build_s": build_s}))
         built = n
         mem = rss_mib() - rss0
         truth = exact_topk(base[:n], queries[:200], 10)
+        close = close_subset(base, queries[:200], truth, min_cos)
         for ef in efs:
             hnsw.ef_search = ef
+            load = os.getloadavg()[0]
             med, p99 = latency_us(lambda q: hnsw.search(q, k), queries)
             r1, r10 = recall(hnsw, queries[:200], truth, 1), recall(hnsw, queries[:200], truth, 10)
-            rows.append([f"{n:,}", ef, f"{build_s:.0f}", f"{mem:,.0f}", f"{med:.0f}", f"{p99:.0f}", f"{r1:.3f}", f"{r10:.3f}"])
+            rc = recall(hnsw, queries[:200][close], truth[close], 1) if close.any() else float("nan")
+            rows.append([f"{n:,}", ef, f"{build_s:.0f}", f"{mem:,.0f}", f"{med:.0f}", f"{p99:.0f}",
+                         f"{r1:.3f}", f"{r10:.3f}", f"{rc:.3f} ({int(close.sum())})", f"{load:.1f}"])
             print(rows[-1], flush=True)
         hnsw.ef_search = params.ef_search
     return table(
         f"(a) HnswIndex.search on clustered synthetic vectors (M={params.M}, ef_construction="
         f"{params.ef_construction}, noise={noise}), k={k}, one query per call, num_threads=1, "
         f"{n_queries} queries; recall on 200 queries",
-        ["entries", "ef_search", "cumulative build s", "index RSS MiB", "median µs", "p99 µs", "recall@1", "recall@10"],
+        ["entries", "ef_search", "build s (2 threads, cumulative)", "index RSS MiB", "median µs", "p99 µs",
+         "recall@1", "recall@10", f"recall@1, NN cos ≥ {min_cos} (queries)", "load avg"],
         rows,
     )
 
@@ -403,8 +441,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--k", type=int, default=4, help="neighbours per search (the cache asks for a few)")
     p.add_argument("--noise", type=float, default=0.03, help="per-dimension noise std for synthetic vectors")
     p.add_argument("--large-queries", type=int, default=2000)
+    p.add_argument("--min-cos", type=float, default=0.74, help="(a) also reports recall@1 for queries this close")
     p.add_argument("--parts", default="a,b,c")
     p.add_argument("--cache-dir", type=Path, default=Path("/tmp/bench_vi_cache"), help="embedding cache")
+    p.add_argument("--index-dir", type=Path, default=None, help="save/reuse the large (a) indexes here")
     p.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = p.parse_args(argv)
     if args.quick:
@@ -429,7 +469,9 @@ def main(argv: list[str] | None = None) -> None:
         print(out["b"], flush=True)
     if "a" in parts:
         sizes = [int(x) for x in args.sizes.split(",")]
-        out["a"] = bench_large(real[:5000], sizes, large_efs, params, args.noise, args.large_queries, args.k)
+        out["a"] = bench_large(
+            real[:5000], sizes, large_efs, params, args.noise, args.large_queries, args.k, args.index_dir, args.min_cos
+        )
         print(out["a"], flush=True)
     print(f"machine: {os.cpu_count()} CPUs, numpy {np.__version__}", flush=True)
     print("\n".join(out[x] for x in sorted(out)))

@@ -57,27 +57,27 @@ DAY = 24 * HOUR
 # threshold, is what rejects look-alikes, so thresholds stay low enough to keep paraphrases.
 DEFAULT_CATEGORIES: dict[str, CategoryPolicy] = {
     "code": CategoryPolicy(
-        "code", similarity_threshold=0.80, ttl_s=30 * DAY, max_entries=50_000,
-        min_similarity_threshold=0.76, max_ttl_factor=2.0,
+        "code", similarity_threshold=0.74, ttl_s=30 * DAY, max_entries=50_000,
+        min_similarity_threshold=0.72, max_ttl_factor=2.0,
     ),
     "conversation": CategoryPolicy(
-        "conversation", similarity_threshold=0.80, ttl_s=7 * DAY, max_entries=20_000,
-        min_similarity_threshold=0.76, max_ttl_factor=2.0,
+        "conversation", similarity_threshold=0.74, ttl_s=7 * DAY, max_entries=20_000,
+        min_similarity_threshold=0.71, max_ttl_factor=2.0,
     ),
     "volatile": CategoryPolicy(
-        "volatile", similarity_threshold=0.85, ttl_s=300.0, max_entries=5_000,
-        min_similarity_threshold=0.82, max_ttl_factor=3.0,
+        "volatile", similarity_threshold=0.44, ttl_s=300.0, max_entries=5_000,
+        min_similarity_threshold=0.42, max_ttl_factor=3.0,
     ),
     "math": CategoryPolicy(
-        "math", similarity_threshold=0.85, ttl_s=30 * DAY, max_entries=20_000,
-        min_similarity_threshold=0.82, max_ttl_factor=2.0,
+        "math", similarity_threshold=0.42, ttl_s=30 * DAY, max_entries=20_000,
+        min_similarity_threshold=0.39, max_ttl_factor=2.0,
     ),
     "knowledge": CategoryPolicy(
-        "knowledge", similarity_threshold=0.80, ttl_s=30 * DAY, max_entries=50_000,
-        min_similarity_threshold=0.76, max_ttl_factor=2.0,
+        "knowledge", similarity_threshold=0.67, ttl_s=30 * DAY, max_entries=50_000,
+        min_similarity_threshold=0.53, max_ttl_factor=2.0,
     ),
     "default": CategoryPolicy(
-        "default", similarity_threshold=0.85, ttl_s=DAY, max_entries=20_000,
-        min_similarity_threshold=0.82, max_ttl_factor=2.0,
+        "default", similarity_threshold=0.80, ttl_s=DAY, max_entries=20_000,
+        min_similarity_threshold=0.76, max_ttl_factor=2.0,
     ),
 }

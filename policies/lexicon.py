@@ -17,6 +17,7 @@ what whats what's which who whom whose when where why how whats hows whether if 
 of in on at by for with about into onto from to up out over under off via per within upon along across through
 and or but also too either both each every any some such other another own same very much many more lot lots
 just only even still already yet again ever really quite rather pretty enough
+once since until till while during though although because unless whereas whenever wherever however
 please thanks thank hi hello hey ok okay
 s t d ll re ve m
 """.split())
@@ -42,6 +43,14 @@ NEGATORS: frozenset[str] = frozenset(
 )
 
 # Prefixes and suffixes that negate the rest of the word (un-set, non-toxic, in-valid, state-less).
+# Words that put what follows in contrast without negating the question ("push to the start instead of
+# the end" asks about the start): they flip antonym poles only.
+CONTRASTS: frozenset[str] = frozenset({"instead", "rather", "unlike", "opposed"})
+# Verbs that say "not" with a word of their own: "remove the permission" agrees with "not allowed".
+NEGATIVE_VERBS: frozenset[str] = frozenset(
+    "remove delete disable unset revoke stop prevent avoid block deny lack lacks missing lose quit drop".split()
+)
+
 NEGATING_PREFIXES: tuple[str, ...] = ("non", "un", "in", "im", "il", "ir", "dis")
 NEGATING_SUFFIXES: tuple[str, ...] = ("less",)
 
@@ -55,7 +64,8 @@ MULTIPLIERS: dict[str, int] = {"hundred": 100, "thousand": 1_000, "million": 1_0
                                "trillion": 1_000_000_000_000}
 # Words that stand for a number without being one (a dozen eggs, twice as much, a hexagon).
 IMPLIED_NUMBERS: dict[str, float] = {
-    "dozen": 12, "twice": 2, "thrice": 3, "half": 0.5, "triangle": 3, "quadrilateral": 4, "pentagon": 5, "hexagon": 6, "heptagon": 7,
+    "dozen": 12, "twice": 2, "thrice": 3, "half": 0.5, "triangle": 3, "quadrilateral": 4, "pentagon": 5,
+    "hexagon": 6, "heptagon": 7,
     "octagon": 8, "nonagon": 9, "decagon": 10, "dodecagon": 12,
 }
 # Exponent and root words: "x squared" is x^2, "cube root" is the third root. Weak: they may stand for a
@@ -73,14 +83,19 @@ SPOKEN_OPERATORS: dict[str, str] = {
     "squared": "^2", "cubed": "^3", "mod": "%", "modulo": "%",
 }
 
+# Antonym pairs (by their first word) where naming one pole narrows the question even if the other side names
+# neither: "the largest hot desert" is not "the largest desert".
+SCOPE_PAIRS: frozenset[str] = frozenset({"hot", "male", "sync", "public", "static"})
+
 # Pairs of words whose swap changes the answer. Each inner tuple lists interchangeable spellings of one pole.
 ANTONYM_PAIRS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("add", "adding", "added", "insert", "inserting", "append", "push"),
      ("remove", "removing", "removed", "delete", "deleting", "deleted", "drop", "dropping", "pop", "erase")),
     (("start", "starts", "starting", "begin", "begins", "beginning", "front", "head", "prefix", "prepend",
-      "leading", "initial", "opening"),
-     ("end", "ends", "ending", "finish", "finishes", "back", "tail", "suffix", "trailing", "final", "closing")),
-    (("first", "earliest", "oldest"), ("last", "latest", "newest", "youngest", "final")),
+      "prepending", "leading", "initial", "opening", "starter", "starters", "opener", "openers", "first"),
+     ("end", "ends", "ending", "finish", "finishes", "back", "tail", "suffix", "trailing", "final", "closing",
+      "append", "appending", "ender", "enders", "closer", "closers", "last")),
+    (("earliest", "oldest"), ("latest", "newest", "youngest")),
     (("top",), ("bottom",)),
     (("ascending", "asc", "increasing"), ("descending", "desc", "decreasing")),
     (("increase", "increases", "increased", "rise", "rises", "rising", "grow", "grows", "growth", "gain", "gains",
@@ -92,7 +107,7 @@ ANTONYM_PAIRS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
      ("max", "maximum", "largest", "biggest", "bigger", "larger", "most", "highest", "greatest", "longest",
       "tallest", "priciest")),
     (("small", "tiny", "little", "short"), ("large", "big", "huge", "long", "tall")),
-    (("hot", "hottest", "warm", "warmest", "summer"), ("cold", "coldest", "cool", "coolest", "winter")),
+    (("hot", "hottest", "warm", "warmest"), ("cold", "coldest", "cool", "coolest")),
     (("fast", "fastest", "faster", "quick"), ("slow", "slowest", "slower")),
     (("deep", "deepest"), ("shallow", "shallowest")),
     (("heavy", "heaviest"), ("light", "lightest")),
@@ -134,8 +149,7 @@ ANTONYM_PAIRS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("static", "statically"), ("dynamic", "dynamically")),
     (("mutable",), ("immutable",)),
     (("empty",), ("full",)),
-    (("male", "boy", "boys", "husband", "boyfriend", "father", "son", "brother"),
-     ("female", "woman", "women", "girl", "girls", "wife", "girlfriend", "mother", "daughter", "sister")),
+    (("male", "boy", "boys"), ("female", "woman", "women", "girl", "girls")),
     (("union",), ("intersection",)),
     (("shallow copy",), ("deep copy",)),
     (("stack",), ("queue",)),
@@ -145,7 +159,7 @@ ANTONYM_PAIRS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("arrival", "arrive", "arrives"), ("departure", "depart", "departs")),
     (("birth", "born"), ("death", "died", "die")),
     (("start", "starting"), ("stop", "stopping", "quit", "quitting")),
-    (("join", "joining", "merge", "combine", "concatenate"), ("split", "splitting", "separate", "break")),
+    (("join", "joining", "merge", "combine", "concatenate"), ("split", "splitting", "break")),
     (("sunrise",), ("sunset",)),
     (("profit",), ("loss",)),
     (("credit",), ("debit",)),
@@ -153,18 +167,36 @@ ANTONYM_PAIRS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("bid",), ("ask",)),
     (("safe", "safest"), ("toxic", "poisonous", "dangerous", "unsafe")),
     (("easy", "easiest"), ("hard", "hardest", "difficult")),
+    (("soft", "softer", "softest"), ("hard", "harder", "hardest")),
+    (("read_only", "readonly"), ("writable", "writeable", "read_write")),
     (("cheap", "cheapest", "cheaper"), ("expensive", "priciest", "pricier")),
     (("old", "older", "ancient"), ("new", "newer", "modern")),
     (("past",), ("future",)),
 )
 
+# Verbs that follow an infinitive "to" ("the syntax to add a column"): that "to" is no direction.
+COMMON_VERBS: frozenset[str] = frozenset("""
+add remove delete drop get make convert find check read write use create turn send learn tell take give put set
+show print change move keep start stop open close run build install update upgrade load save store sort split join
+merge compare calculate compute count measure test fix solve handle deal cope stay become go come do be have see
+look say ask answer know think feel pick choose buy sell pay leave reach return round limit access select insert
+append prepend push pop reverse parse decode encode format declare define implement iterate loop call pass reduce
+increase decrease improve avoid prevent help let try work live eat sleep talk speak walk drive travel fly cross
+win lose play watch listen bring break end finish begin quit
+""".split())
+# Words that, after a negator, make it a low amount rather than a "not": "without much light" is "low light".
+QUANTIFIERS: frozenset[str] = frozenset({"much", "many", "enough", "lot", "lots", "plenty"})
+
 # Interchangeable spellings mapped to one canonical word before words are compared.
 SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("a", "an"),
     ("start", "begin", "starts", "begins", "beginning", "starting", "started", "began"),
     ("inside", "interior", "inner", "internal"), ("outside", "exterior", "outer", "external"),
     ("sum", "total", "add up", "adds up", "summation"),
     ("speed", "velocity", "how fast", "how quickly"),
-    ("chemistry", "chemical"), ("biology", "biological"), ("physics", "physical"),
+    ("chemistry", "chemical"), ("default", "fallback"), ("alone", "solo", "by yourself", "on my own", "on your own"),
+    ("budget", "cheap", "affordable", "inexpensive", "low cost", "for cheap", "on a budget"),
+    ("temperature", "temp"), ("biology", "biological"), ("physics", "physical"),
     ("decimal", "decimals", "decimal places", "decimal place", "digits after the decimal point"),
     ("end", "finish", "ends", "finishes", "finished", "ending"),
     ("large", "big", "huge"), ("largest", "biggest"), ("small", "tiny", "little"), ("smallest", "tiniest"),
@@ -220,7 +252,8 @@ PHRASES: tuple[str, ...] = (
     "right now", "at the moment", "real time", "turn on", "turn off", "switch on", "switch off", "take away",
     "get rid", "came up", "come up", "mom and dad", "mother and father", "shallow copy", "deep copy",
     "hash map", "whole number", "floating point", "decimal number", "capital city", "difference between",
-    "total count", "this moment", "add up", "adds up", "how fast", "how quickly",
+    "total count", "this moment", "by yourself", "on my own", "on your own", "low cost", "for cheap",
+    "on a budget", "read only", "read write", "add up", "adds up", "how fast", "how quickly",
 )
 
 # Ordinary words that are never typos of a lexicon word ("round" is not "pound", "rest" is not "rust").
@@ -288,25 +321,23 @@ word work world worry worth write wrong yard year yellow young zone
 # Abstract nouns and light verbs that paraphrases swap freely ("the level of X" ~ "the value of X", "what causes
 # X" ~ "why does X happen"). Left unmatched they are not evidence that the topic changed.
 GENERIC_WORDS: frozenset[str] = frozenset("""
-level value performance perform doing status state condition figure figures data detail details fact facts
+level value values performance perform doing status state condition figure figures data detail details fact facts
 reason reasons cause causes caused happen happens happened occur occurs occurred result results effect
 syntax code command commands snippet statement expression operation operations process procedure technique
 strategy option options trick tricks suggestion suggestions recommendation recommendations
-role purpose function functions job work works working definition meaning concept term terms idea notion
+role purpose function functions definition meaning concept term terms idea notion
 formula equation calculation calculate amount total count number numbers quantity size measure
-use used using usage utilize apply make makes making made do does did take takes took taking put set get goes
-go going went come comes came keep keeps have has having contain contains containing include includes hold
-cover covers covered become becomes became turn turns give gives provide provides offer offers
+use used using usage utilize apply make makes making made do does did take takes took taking put get gets goes
+go going went come comes came have has having give gives
 thing things something stuff kind type sort form version part piece bit lot whole entire overall
-simple simply easy quick clean cleanest short shortest proper correct right good best better nice new existing
+simple simply easy quick clean cleanest proper correct right good best better nice new existing
 current actual basic main common usual normal standard typical general specific particular certain given
-someone somebody person people anyone everyone one ones guy folks
+someone somebody anyone everyone one ones guy folks
 able possible way ways method methods approach approaches solution solutions answer answers question questions
 example examples sample demo tutorial guide explanation overview summary info information help tip tips advice
 alternative alternatives equivalent equivalents difference differences
-solve solving factor simplify evaluate root roots value values answer expression equation result
+solve solving factor simplify evaluate root roots expression equation result
 express expressed conversion convert converting representation represent represented write written notation
 name named call called exchange world earth planet globe element elements item items entry entries member
-members
-rather instead also actually really
+members rather instead also actually really point points place places spot location part index
 """.split())

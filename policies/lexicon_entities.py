@@ -78,7 +78,8 @@ COUNTRIES = _table(
 CITIES = _table(
     "new york|nyc|new york city", "los angeles|la", "chicago", "san francisco|sf", "seattle", "boston",
     "washington dc|washington d.c.|dc", "miami", "toronto", "ottawa", "vancouver", "montreal", "mexico city",
-    "london", "paris", "berlin", "madrid", "rome", "milan", "amsterdam", "brussels", "vienna", "zurich", "geneva",
+    "london", "paris", "berlin", "madrid", "rome|roman|romans", "milan", "amsterdam", "brussels", "vienna",
+    "zurich", "geneva",
     "stockholm", "oslo", "copenhagen", "helsinki", "dublin", "lisbon", "prague", "warsaw", "budapest", "athens",
     "istanbul", "ankara", "moscow", "kyiv|kiev", "cairo", "dubai", "tel aviv", "jerusalem", "delhi|new delhi",
     "mumbai", "beijing", "shanghai", "hong kong", "tokyo", "osaka", "seoul", "bangkok", "singapore city",
@@ -117,7 +118,8 @@ CHEMICAL_ELEMENTS = _table(
 PLANETS = _table("mercury", "venus", "earth", "mars", "jupiter", "saturn", "uranus", "neptune", "pluto",
                  "moon|lunar", "sun|solar")
 ANIMALS = _table(
-    "dog|puppy|puppies|dogs|pup|canine", "cat|kitten|kittens|cats|kitty|feline", "horse|pony|foal", "cow|cattle",
+    "human|humans|humankind|mankind|homo sapiens", "dog|puppy|puppies|dogs|pup|canine",
+    "cat|kitten|kittens|cats|kitty|feline", "horse|pony|foal", "cow|cattle",
     "pig|piglet", "sheep|lamb", "goat", "chicken|hen", "duck", "bird|birds", "fish|goldfish", "hamster",
     "guinea pig", "rabbit|bunny", "mouse|mice", "rat", "snake", "lizard", "turtle|tortoise", "frog", "bee|bees",
     "ant|ants", "spider", "lion", "tiger", "bear", "wolf", "fox", "deer", "elephant", "giraffe", "monkey",
@@ -130,6 +132,12 @@ MONTHS = _table(
 )
 WEEKDAYS = _table("monday|mon", "tuesday|tue|tues", "wednesday|wed", "thursday|thu|thurs", "friday|fri",
                   "saturday|sat", "sunday|sun")
+# The season a month falls in (northern hemisphere), so "a date idea for July" is a summer question.
+MONTH_SEASONS: dict[str, str] = {
+    "december": "winter", "january": "winter", "february": "winter", "march": "spring", "april": "spring",
+    "may": "spring", "june": "summer", "july": "summer", "august": "summer", "september": "autumn",
+    "october": "autumn", "november": "autumn",
+}
 SEASONS = _table("winter|wintertime", "spring|springtime", "summer|summertime", "autumn|fall")
 HOLIDAYS = _table("christmas|xmas", "thanksgiving", "easter", "halloween", "new year|new year's|new years",
                   "valentine's day|valentines|valentine", "hanukkah", "diwali", "ramadan", "eid")
@@ -154,24 +162,29 @@ UNITS = _table(
     "bit|bits", "byte|bytes", "kilobyte|kb|kilobytes", "megabyte|mb|megabytes", "gigabyte|gb|gigabytes",
     "terabyte|tb|terabytes", "mph|miles per hour", "km/h|kmh|kph|kilometers per hour|km per hour", "knot|knots",
     "joule|joules", "calorie|calories|kcal", "kilowatt hour|kwh", "watt|watts", "acre|acres",
-    "hectare|hectares", "square meter|square meters|sq m", "square foot|square feet|sq ft", "degree|degrees",
+    "hectare|hectares", "square meter|square meters|sq m", "square foot|square feet|sq ft",
     "radian|radians", "psi", "pascal|pascals", "atmosphere|atm", "percent|%|percentage|pct",
 )
 # Unit spellings that are single letters or common words: only a unit right after a number ("5 m", "3 in").
 NUMBER_BOUND_UNITS = _table("meter|m", "gram|g", "liter|l", "second|s", "hour|h", "celsius|c", "fahrenheit|f",
                             "minute|min")
-GEOMETRY_MEASURES = _table("area|surface area", "perimeter", "volume", "circumference",
+GEOMETRY_MEASURES = _table(
+    "area|surface area|surface|square kilometer|square kilometers|square meter|square meters|square mile|"
+    "square miles|square foot|square feet|sq km|sq m|sq ft|sq mi|acre|acres|hectare|hectares", "perimeter",
+    "volume", "circumference",
                            "diagonal", "radius", "diameter", "height", "width", "length")
 MATH_OPERATIONS = _table(
-    "sum|addition", "subtraction|subtract", "product|multiply|multiplication", "quotient|division|divide",
-    "remainder|mod|modulo|modulus", "square root|sqrt", "cube root|third root", "logarithm|log|ln",
+    "sum|addition", "subtraction|subtract", "product|multiply|multiplication", "quotient|division",
+    "remainder|mod|modulo|modulus|left over", "square root|sqrt", "cube root|third root", "logarithm|log|ln",
     "factorial", "derivative|differentiate|differentiation", "integral|integrate|antiderivative|integration",
     "mean|average|avg", "median", "mode", "variance", "standard deviation|std dev|stdev",
-    "combination|combinations|choose|ncr|binomial coefficient", "permutation|permutations|permute|npr|arrange",
+    "combination|combinations|choose|ncr|binomial coefficient|unordered selection|unordered selections|"
+    "order does not matter", "permutation|permutations|permute|npr|arrange|arrangements|ordered selection|"
+    "ordered selections|order matters",
     "gcd|greatest common divisor|hcf", "lcm|least common multiple", "exponent|power",
 )
 SHAPES = _table("circle", "square", "rectangle", "triangle", "cube", "sphere", "cylinder", "cone", "pyramid",
-                "hexagon", "octagon", "pentagon", "trapezoid", "parallelogram", "rhombus", "ellipse", "polygon")
+                "hexagon", "octagon", "pentagon", "trapezoid", "parallelogram", "rhombus", "ellipse")
 
 # Classes whose members contrast with each other. A class may share a spelling with another ("pound" is a
 # currency and a unit): each class is compared on its own.
@@ -186,7 +199,7 @@ ENTITY_CLASSES: dict[str, dict[str, str]] = {
 # Spellings that are also ordinary words ("try", "us", "may", "lead"): they name the entity only when written
 # with a capital letter somewhere other than at the start of the question.
 CASE_SENSITIVE: dict[str, frozenset[str]] = {
-    "currency": frozenset({"try", "dot", "sol", "link", "rub", "ada", "buck", "bucks", "real"}),
+    "currency": frozenset({"try", "dot", "sol", "link", "rub", "ada", "real"}),
     "country": frozenset({"us", "american", "english", "turkey", "chile", "kiwi"}),
     "city": frozenset({"la", "dc", "sf", "rio", "nice"}),
     "company": frozenset({"ba", "gs", "ko", "dis", "pep", "crm", "visa", "meta", "apple", "amazon", "coke",
@@ -198,7 +211,7 @@ CASE_SENSITIVE: dict[str, frozenset[str]] = {
     "commodity": frozenset({"gas"}),
     "season": frozenset({"fall", "spring"}),
     "operation": frozenset({"mode", "power", "log"}),
-    "unit": frozenset({"stone", "stones", "cup", "cups"}),
+    "unit": frozenset({"stone", "stones"}),
     "language": frozenset({"dart", "swift"}),
     "framework": frozenset({"spring", "express", "next.js", "flask"}),
 }

@@ -25,11 +25,12 @@ class LexiconIndex:
     """Read-only lookup tables over the lexicons."""
 
     entities: dict[Phrase, tuple[tuple[str, str, bool], ...]]  # phrase -> (class, canonical, case-sensitive)
-    max_entity_words: int
+    entity_starts: dict[str, int]  # first word of an entity phrase -> words in the longest such phrase
     bound_units: dict[str, str]  # single-letter unit after a number -> canonical unit
     synonyms: dict[Phrase, str]  # phrase -> canonical word
-    max_synonym_words: int
+    synonym_starts: dict[str, int]  # first word of a multi-word synonym -> words in the longest one
     poles: dict[str, tuple[tuple[int, int], ...]]  # canonical word -> (antonym pair, pole)
+    scope_pairs: frozenset[int]  # antonym pairs where naming one pole alone narrows the question
     known: frozenset[str]  # every single word the lexicons know: never "corrected" as a typo
     typo_index: dict[str, tuple[str, ...]]  # one-deletion variant -> known words
 
@@ -52,6 +53,13 @@ class LexiconIndex:
         if len(close) == 1:
             return close[0]
         return word
+
+
+def _starts(phrases: dict) -> dict[str, int]:
+    starts: dict[str, int] = {}
+    for phrase in phrases:
+        starts[phrase[0]] = max(starts.get(phrase[0], 0), len(phrase))
+    return starts
 
 
 def _deletions(word: str) -> set[str]:
@@ -79,11 +87,12 @@ def lexicon_index() -> LexiconIndex:
             synonyms.setdefault((stem(words[0]),), canonical)
     index = LexiconIndex(
         entities={phrase: tuple(found) for phrase, found in entities.items()},
-        max_entity_words=max(len(phrase) for phrase in entities),
+        entity_starts=_starts(entities),
         bound_units={spelling: canonical for spelling, canonical in NUMBER_BOUND_UNITS.items()},
         synonyms=synonyms,
-        max_synonym_words=max(len(phrase) for phrase in synonyms),
+        synonym_starts=_starts(synonyms),
         poles={},
+        scope_pairs=frozenset(),
         known=frozenset(),
         typo_index={},
     )
@@ -111,11 +120,12 @@ def lexicon_index() -> LexiconIndex:
                 typo_index.setdefault(variant, []).append(word)
     return LexiconIndex(
         entities=index.entities,
-        max_entity_words=index.max_entity_words,
+        entity_starts=index.entity_starts,
         bound_units=index.bound_units,
         synonyms=synonyms,
-        max_synonym_words=index.max_synonym_words,
+        synonym_starts=_starts({phrase: word for phrase, word in synonyms.items() if len(phrase) > 1}),
         poles={key: tuple(sorted(found)) for key, found in poles.items()},
+        scope_pairs=frozenset(n for n, pair in enumerate(lx.ANTONYM_PAIRS) if pair[0][0] in lx.SCOPE_PAIRS),
         known=known,
         typo_index={variant: tuple(words) for variant, words in typo_index.items()},
     )

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .lexicon import GENERIC_WORDS, NEGATING_PREFIXES, NEGATING_SUFFIXES
+from .lexicon import FILLERS, GENERIC_WORDS, NEGATING_PREFIXES, NEGATING_SUFFIXES, NEGATIVE_VERBS, STOPWORDS
+from .lexicon_entities import MONTH_SEASONS
 from .lexicon_index import LexiconIndex
 from .query_features import Item, QueryFeatures
-from .text_normalize import stem
+from .text_normalize import is_typo_of, stem
 from .word_diff import WordDiff
 
 _INCIDENTAL_NUMBERS = frozenset({0.0, 1.0})  # "= 0", "one dollar": present or not, the question is the same
 _DATE_CLASSES = frozenset({"month", "weekday", "holiday", "season", "time"})
+_WIDENING = frozenset({"including", "include", "includes", "inclusive", "counting", "even", "plus", "also"})
 _GENERIC_KEYS = GENERIC_WORDS | frozenset(stem(word) for word in GENERIC_WORDS)
 _ONE_SIDED_TIMES = frozenset({"yesterday", "tomorrow"})
 
@@ -53,8 +55,9 @@ def units_differ(a: QueryFeatures, b: QueryFeatures) -> str:
 
 def entities_differ(a: QueryFeatures, b: QueryFeatures) -> str:
     """A named thing replaced by another of its class (Python vs Rust, euro vs yen, March vs May)."""
-    for cls, names_a in a.entities.items():
-        names_b = b.entities.get(cls)
+    entities_b = _with_seasons(b)
+    for cls, names_a in _with_seasons(a).items():
+        names_b = entities_b.get(cls)
         if names_b is None:
             continue
         if set(names_a) - set(names_b) and set(names_b) - set(names_a):
@@ -66,6 +69,34 @@ def entities_differ(a: QueryFeatures, b: QueryFeatures) -> str:
     if times_a != times_b:
         return "date-mismatch"  # "yesterday" is a different question from "now" or no time at all
     return ""
+
+
+def _with_seasons(q: QueryFeatures) -> dict[str, tuple[str, ...]]:
+    """Entities, with the season of each month named ("July" is a summer question)."""
+    months = q.entities.get("month", ())
+    if not months:
+        return q.entities
+    seasons = tuple(dict.fromkeys(q.entities.get("season", ()) + tuple(MONTH_SEASONS[m] for m in months)))
+    return {**q.entities, "season": seasons}
+
+
+def names_differ(diff: WordDiff, lex: LexiconIndex) -> str:
+    """Each question names a thing the other does not mention at all (Cardano vs platinum, Hamlet vs Faust)."""
+    if any(_is_name(item, lex) for item in diff.only_a) and any(_is_name(item, lex) for item in diff.only_b):
+        return "entity-mismatch"
+    return ""
+
+
+_ASSETS = ("currency:", "commodity:", "company:", "index:")  # what a price question is about
+
+
+def _is_name(item: Item, lex: LexiconIndex) -> bool:
+    """A proper name: a priced thing from the lexicons, or a topic word written with a capital letter."""
+    if any(key.startswith(_ASSETS) for key in item.keys) and not any(key.startswith("unit:") for key in item.keys):
+        return True
+    if not item.named or item.surface in _GENERIC_KEYS or item.surface in STOPWORDS or item.surface in FILLERS:
+        return False
+    return True
 
 
 def direction_swapped(a: QueryFeatures, b: QueryFeatures) -> str:
@@ -83,16 +114,22 @@ def negation_differs(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex) -> s
     """One side negates a word the other asserts ("not executable" vs "executable", "unset" vs "set")."""
     evidence_a = _negation_evidence(a, b, lex)
     evidence_b = _negation_evidence(b, a, lex)
-    if evidence_a and not evidence_b and not b.negations:
+    if evidence_a and not evidence_b and not _negative(b, lex):
         return "negation"
-    if evidence_b and not evidence_a and not a.negations:
+    if evidence_b and not evidence_a and not _negative(a, lex):
         return "negation"
     return ""
 
 
+def _negative(q: QueryFeatures, lex: LexiconIndex) -> bool:
+    """Whether the question says "not" anywhere, with a negator or a verb of removal."""
+    return (bool(q.negations) or any(word in NEGATIVE_VERBS for word in q.words + q.canonical)
+            or any(key in NEGATIVE_VERBS for item in q.items for key in item.keys))
+
+
 def _negation_evidence(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex) -> bool:
     plain_b = b.plain_keys
-    if any(not plain_b.isdisjoint(scope) for scope in a.negations):
+    if any(_asserted(key, plain_b) for scope in a.negations for key in scope):
         return True
     for item in a.items:
         word = item.surface
@@ -110,11 +147,27 @@ def _negation_evidence(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex) ->
     return False
 
 
-def antonyms_differ(a: QueryFeatures, b: QueryFeatures) -> str:
+def _asserted(key: str, plain: frozenset[str]) -> bool:
+    """Whether key, or a typo or longer form of it, is among the other question's plain words."""
+    if key in plain:
+        return True
+    return any(is_typo_of(key, other) or (min(len(key), len(other)) >= 5 and (key.startswith(other)
+               or other.startswith(key))) for other in plain)
+
+
+def antonyms_differ(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex) -> str:
     """Opposite poles of one antonym pair (starts/ends, ascending/descending, add/remove, min/max)."""
     for pair, pole in a.poles:
         if (pair, 1 - pole) in b.poles and (pair, 1 - pole) not in a.poles and (pair, pole) not in b.poles:
             return "antonym"
+    for first, second in ((a, b), (b, a)):
+        if "season" in second.entities or "month" in second.entities:
+            continue  # "hot" and "in July" narrow alike
+        if any(word in _WIDENING for word in first.words):
+            continue  # "including cold deserts" widens the question, it does not narrow it
+        for pair, pole in first.poles:
+            if pair in lex.scope_pairs and (pair, 0) not in second.poles and (pair, 1) not in second.poles:
+                return "scope-change"
     return ""
 
 
@@ -127,7 +180,7 @@ class SubstitutionRule:
     a look-alike swaps one slot and keeps the rest.
     """
 
-    max_slots: int = 1  # at most this many swapped slots per side
+    max_slots: int = 2  # at most this many swapped slots per side
     min_shared: int = 1  # matched content words the two questions must share
     min_shared_fraction: float = 0.5  # shared words / content words of the shorter question
 
@@ -137,7 +190,7 @@ class SubstitutionRule:
         if not 0.0 <= self.min_shared_fraction <= 1.0:
             raise ValueError("substitution.min_shared_fraction must be in [0, 1]")
 
-    align: str = "either"  # slot neighbours that must coincide: "either", "both", "none"
+    align: str = "both"  # slot neighbours that must coincide: "either", "both", "none"
 
     def __call__(self, a: QueryFeatures, b: QueryFeatures, diff: WordDiff) -> str:
         slots_a = _topic_slots(diff.only_a)
@@ -156,10 +209,10 @@ class SubstitutionRule:
 
 def _aligned(a: QueryFeatures, slot_a: list[Item], b: QueryFeatures, slot_b: list[Item], both: bool) -> bool:
     """Whether two slots sit in the same place of the shared frame (same word before or after them)."""
-    before_a = a.words[slot_a[0].position - 1] if slot_a[0].position > 0 else "^"
-    before_b = b.words[slot_b[0].position - 1] if slot_b[0].position > 0 else "^"
-    after_a = a.words[slot_a[-1].end] if slot_a[-1].end < len(a.words) else "$"
-    after_b = b.words[slot_b[-1].end] if slot_b[-1].end < len(b.words) else "$"
+    before_a = a.canonical[slot_a[0].position - 1] if slot_a[0].position > 0 else "^"
+    before_b = b.canonical[slot_b[0].position - 1] if slot_b[0].position > 0 else "^"
+    after_a = a.canonical[slot_a[-1].end] if slot_a[-1].end < len(a.words) else "$"
+    after_b = b.canonical[slot_b[-1].end] if slot_b[-1].end < len(b.words) else "$"
     if both:
         return before_a == before_b and after_a == after_b
     return before_a == before_b or after_a == after_b
@@ -171,6 +224,8 @@ def _topic_slots(items: tuple[Item, ...]) -> list[list[Item]]:
     for item in sorted(items, key=lambda found: found.position):
         if item.surface in _GENERIC_KEYS or not _GENERIC_KEYS.isdisjoint(item.keys):
             continue
+        if len(item.surface) >= 6 and item.surface.endswith(("ly", "ley")):
+            continue  # manner adverbs: "gently", "respectfully"
         if any(key.startswith("time:") for key in item.keys):
             continue  # "now", "currently": when, not what
         if slots and item.position <= slots[-1][-1].end + 1:

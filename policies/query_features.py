@@ -13,9 +13,12 @@ from .text_normalize import parse_number, stem, tokenize
 
 _OPERAND_END = frozenset({"x", "y", "z", "n", ")", "^"})
 _SIGNS = frozenset({"+", "-"})
-_CONNECTORS = frozenset({"to", "into", "->", "2"})
+_CONNECTORS = frozenset({"to", "into", "->"})
 _NEGATION_SCOPE = 3  # words after a negator that it negates
-_ARROW_WINDOW = 4  # words either side of "to"/"into" that a direction pairs
+_ARROW_WINDOW = 4  # words before "to"/"into" in which the source of a direction is looked for
+_ARROW_ITEMS = 3  # content words after "to"/"into" that may be its target
+_ARROW_ITEMS_BEFORE = 2  # content words before it that may be its source ("array items into ...")
+_GLUED_SUFFIXES = ("with", "of", "by", "for")
 _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 
 
@@ -28,6 +31,8 @@ class Item:
     position: int  # index of its first word
     end: int  # index past its last word
     negated: bool
+    contrasted: bool = False  # after "instead of": its antonym pole is flipped, it is not negated
+    named: bool = False  # written with a capital letter mid-sentence
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class QueryFeatures:
 
     text: str
     words: tuple[str, ...]  # every token, lower case, typos corrected
+    canonical: tuple[str, ...]  # the same tokens with synonyms merged ("biggest" -> "largest")
     items: tuple[Item, ...]
     numbers: frozenset[float]  # written numbers and number words
     weak_numbers: frozenset[float]  # implied by words such as "squared", "cube", "third"
@@ -60,20 +66,29 @@ class QueryFeatures:
 def analyze(text: str, lex: LexiconIndex) -> QueryFeatures:
     """Extract the comparable features of one question."""
     tokens = tokenize(text)
-    words = [lex.correct(word) if not is_name else word for word, is_name in tokens]
-    names = [is_name for _, is_name in tokens]
-    words, numbers, weak, ordinals, number_at = _read_numbers(words, names)
+    words, names = _split_compounds([lex.correct(word) if not is_name else word for word, is_name in tokens],
+                                    [is_name for _, is_name in tokens], lex)
+    words, names, numbers, weak, ordinals, number_at = _read_numbers(words, names)
     signed = _signs(words, number_at)
     spans = _entity_spans(words, names, lex)
+    for start, end, _, _ in spans:
+        for position in range(start, end):
+            value = number_at.pop(position, None)  # "base 16", "FTSE 100": part of a name, not a number
+            if value is not None and value not in number_at.values():
+                numbers.discard(value)
+    spans += [(i, i + 1, "label", word) for i, word in enumerate(words)
+              if names[i] and len(word) == 1 and word.isalpha() and word != "i"]  # "class A", "vitamin D"
     entities: dict[str, list[str]] = {}
     for _, _, cls, canonical in sorted(spans, key=lambda span: span[0]):
         if canonical not in entities.setdefault(cls, []):
             entities[cls].append(canonical)
     bindings = _bindings(words, number_at, spans, lex)
-    items, negations = _content_items(words, spans, number_at, lex)
+    canonical = [lex.canonical(word) for word in words]
+    items, negations = _content_items(words, canonical, names, spans, number_at, lex)
     return QueryFeatures(
         text=text,
         words=tuple(words),
+        canonical=tuple(canonical),
         items=tuple(items),
         numbers=frozenset(numbers),
         weak_numbers=frozenset(weak),
@@ -82,21 +97,21 @@ def analyze(text: str, lex: LexiconIndex) -> QueryFeatures:
         bindings=frozenset(bindings),
         entities={cls: tuple(found) for cls, found in entities.items()},
         directions=_directions(words, spans, bindings),
-        poles=frozenset(_poles(words, items, lex)),
+        poles=frozenset(_poles(words, canonical, items, lex)),
         negations=tuple(negations),
         arrows=frozenset(_arrows(words, items)),
     )
 
 
-def _poles(words: list[str], items: list[Item], lex: LexiconIndex) -> set[tuple[int, int]]:
+def _poles(words: list[str], canonical: list[str], items: list[Item], lex: LexiconIndex) -> set[tuple[int, int]]:
     """The antonym poles a question takes; a negated word takes the opposite pole ("not hot" is cold)."""
     item_at = {item.position: item for item in items}
     poles: set[tuple[int, int]] = set()
     i = 0
     while i < len(words):
         item = item_at.get(i)
-        keys = item.keys if item is not None else {lex.canonical(words[i]), words[i]}
-        flip = item is not None and item.negated
+        keys = item.keys if item is not None else {canonical[i], words[i]}
+        flip = item is not None and (item.negated or item.contrasted)
         for key in keys:
             for pair, pole in lex.poles.get(key, ()):
                 poles.add((pair, 1 - pole) if flip else (pair, pole))
@@ -107,6 +122,7 @@ def _poles(words: list[str], items: list[Item], lex: LexiconIndex) -> set[tuple[
 def _read_numbers(words: list[str], names: list[bool]):
     """Numbers in digits or words; spoken arithmetic rewritten to symbols; returns the rewritten words too."""
     out: list[str] = []
+    out_names: list[bool] = []
     number_at: dict[int, float] = {}
     numbers: set[float] = set()
     weak: set[float] = set()
@@ -120,11 +136,13 @@ def _read_numbers(words: list[str], names: list[bool]):
             if nxt in _ORDINAL_SUFFIXES and value == int(value):
                 ordinals.add(int(value))
                 out.append(word)
+                out_names.append(False)
                 i += 2
                 continue
             number_at[len(out)] = value
             numbers.add(value)
             out.append(word)
+            out_names.append(False)
             i += 1
             continue
         if word in lx.CARDINALS or (word in lx.MULTIPLIERS and out and out[-1] in ("a", "one")):
@@ -140,8 +158,9 @@ def _read_numbers(words: list[str], names: list[bool]):
                         current = 0
                     else:
                         current = max(current, 1) * scale
-                elif w == "and" and words[j - 1] in lx.MULTIPLIERS and j + 1 < len(words) and words[j + 1] in lx.CARDINALS:
-                    pass
+                elif w == "and" and words[j - 1] in lx.MULTIPLIERS and words[j + 1:j + 2] and \
+                        words[j + 1] in lx.CARDINALS:
+                    pass  # "one hundred and five"
                 else:
                     break
                 j += 1
@@ -149,9 +168,10 @@ def _read_numbers(words: list[str], names: list[bool]):
             number_at[len(out)] = value
             numbers.add(value)
             out.append(str(int(value)))
+            out_names.append(False)
             i = j
             continue
-        if word in lx.ORDINALS and not (word == "second" and out and out[-1] in number_at.values()):
+        if word in lx.ORDINALS and not (word == "second" and len(out) - 1 in number_at):  # "30 second"
             ordinals.add(lx.ORDINALS[word])
             weak.add(float(lx.ORDINALS[word]))
         if word in lx.IMPLIED_NUMBERS:
@@ -160,19 +180,24 @@ def _read_numbers(words: list[str], names: list[bool]):
         if word in lx.WEAK_NUMBER_WORDS:
             weak.add(float(lx.WEAK_NUMBER_WORDS[word]))
         operator = lx.SPOKEN_OPERATORS.get(word)
+        if word == "x" and out and len(out) - 1 in number_at and i + 1 < len(words) and parse_number(words[i + 1]):
+            operator = "*"  # "8 x 5"
         previous_is_operand = bool(out) and (len(out) - 1 in number_at or out[-1] in _OPERAND_END)
         if operator is not None and previous_is_operand:
             if operator.startswith("^"):
                 out.extend(["^", operator[1:]])
+                out_names.extend([False, False])
                 number_at[len(out) - 1] = float(operator[1:])
                 weak.add(float(operator[1:]))
             else:
                 out.append(operator)
+                out_names.append(False)
             i += 1
             continue
         out.append(word)
+        out_names.append(names[i])
         i += 1
-    return out, numbers, weak, ordinals, number_at
+    return out, out_names, numbers, weak, ordinals, number_at
 
 
 def _signs(words: list[str], number_at: dict[int, float]) -> set[tuple[float, str]]:
@@ -193,19 +218,23 @@ def _entity_spans(words: list[str], names: list[bool], lex: LexiconIndex) -> lis
     """(start, end, class, canonical) of every entity, longest phrase first, each class on its own."""
     spans: list[tuple[int, int, str, str]] = []
     covered: dict[str, set[int]] = {}
-    for size in range(lex.max_entity_words, 0, -1):
-        for start in range(0, len(words) - size + 1):
+    candidates: list[tuple[int, int, tuple[tuple[str, str, bool], ...]]] = []
+    for start, word in enumerate(words):
+        for size in range(min(lex.entity_starts.get(word, 0), len(words) - start), 0, -1):
             found = lex.entities.get(tuple(words[start:start + size]))
-            if not found:
+            if found:
+                candidates.append((size, start, found))
+    for size, start, found in sorted(candidates, key=lambda c: (-c[0], c[1])):
+        for cls, canonical, case_sensitive in found:
+            if case_sensitive and not names[start]:
                 continue
-            for cls, canonical, case_sensitive in found:
-                if case_sensitive and not names[start]:
-                    continue
-                taken = covered.setdefault(cls, set())
-                if taken.intersection(range(start, start + size)):
-                    continue
-                taken.update(range(start, start + size))
-                spans.append((start, start + size, cls, canonical))
+            if any(s <= start and start + size <= e and e - s > size for s, e, _, _ in spans):
+                continue  # "Chinese" inside "Chinese yuan" names no country
+            taken = covered.setdefault(cls, set())
+            if taken.intersection(range(start, start + size)):
+                continue
+            taken.update(range(start, start + size))
+            spans.append((start, start + size, cls, canonical))
     return spans
 
 
@@ -245,8 +274,8 @@ def _directions(words, spans, bindings) -> dict[str, tuple[str, str]]:
             directions[cls] = (second, first)
         elif f"{cls}:{first}" in bound and f"{cls}:{second}" not in bound:
             directions[cls] = (first, second)
-        elif first_at > 0 and words[first_at - 1] in ("many", "much"):
-            directions[cls] = (second, first)  # "how many pounds is a kilogram": asks about the first named
+        elif (first_at > 0 and words[first_at - 1] in ("many", "much")) or "per" in words[first_at:]:
+            directions[cls] = (second, first)  # "how many grams in an ounce", "grams per ounce": ounce -> gram
         elif any(word in ("vs", "versus", "or", "and", "between") for word in words):
             continue
         else:
@@ -254,7 +283,7 @@ def _directions(words, spans, bindings) -> dict[str, tuple[str, str]]:
     return directions
 
 
-def _content_items(words, spans, number_at, lex: LexiconIndex):
+def _content_items(words, canonical, names, spans, number_at, lex: LexiconIndex):
     """Content words as Items (entity phrases merged, synonyms canonical) and the scope of each negation."""
     span_at: dict[int, list[tuple[int, int, str, str]]] = {}
     for span in spans:
@@ -262,13 +291,19 @@ def _content_items(words, spans, number_at, lex: LexiconIndex):
     items: list[Item] = []
     negations: list[list[str]] = []
     open_scopes: list[tuple[int, list[str]]] = []  # (last position in scope, keys)
+    contrast_until = -1
     i = 0
     while i < len(words):
         word = words[i]
+        if word in lx.CONTRASTS:
+            contrast_until = i + _NEGATION_SCOPE + 1
         if word in lx.NEGATORS or (word == "non" and i + 1 < len(words)):
-            scope: list[str] = []
-            negations.append(scope)
-            open_scopes.append((i + _NEGATION_SCOPE, scope))
+            following = words[i + 1] if i + 1 < len(words) else ""
+            if following not in lx.QUANTIFIERS:  # "without much light" is little light, not no light
+                scope: list[str] = []
+                negations.append(scope)
+                reach = 1 if word == "non" else _NEGATION_SCOPE  # "non-polar desert": only "polar"
+                open_scopes.append((i + reach, scope))
             i += 1
             continue
         starting = span_at.get(i, [])
@@ -287,17 +322,18 @@ def _content_items(words, spans, number_at, lex: LexiconIndex):
             i += 1
             continue
         else:
-            surface, keys, end = word, {lex.canonical(word)}, i + 1
+            surface, keys, end = word, {canonical[i]}, i + 1
         in_scope = [scope for last, scope in open_scopes if i <= last]
         for scope in in_scope:
             scope.extend(sorted(keys))
-        items.append(Item(surface=surface, keys=frozenset(keys), position=i, end=end, negated=bool(in_scope)))
+        items.append(Item(surface=surface, keys=frozenset(keys), position=i, end=end, negated=bool(in_scope),
+                          contrasted=i <= contrast_until, named=names[i]))
         i = end
     return items, [tuple(scope) for scope in negations]
 
 
 def _synonym_at(words: list[str], i: int, lex: LexiconIndex) -> tuple[int, str]:
-    for size in range(min(lex.max_synonym_words, len(words) - i), 1, -1):
+    for size in range(min(lex.synonym_starts.get(words[i], 0), len(words) - i), 1, -1):
         found = lex.synonyms.get(tuple(words[i:i + size]))
         if found is not None:
             return i + size, found
@@ -307,16 +343,33 @@ def _synonym_at(words: list[str], i: int, lex: LexiconIndex) -> tuple[int, str]:
 def _arrows(words: list[str], items: list[Item]) -> set[tuple[str, str]]:
     """Ordered pairs (x, y) joined by a direction word: the word just before "to"/"into" and those after it."""
     arrows: set[tuple[str, str]] = set()
-    for at, word in enumerate(words):
-        if word not in _CONNECTORS:
-            continue
+    connectors = [i for i, word in enumerate(words) if word in _CONNECTORS
+                  and not (i + 1 < len(words) and words[i + 1] in lx.COMMON_VERBS)]  # "syntax to add": no arrow
+    for n, at in enumerate(connectors):
+        stop = connectors[n + 1] if n + 1 < len(connectors) else len(words)
         left = [item for item in items if at - _ARROW_WINDOW <= item.end - 1 < at]
-        right = [item for item in items if at < item.position <= at + _ARROW_WINDOW]
-        if not left or not right:
-            continue
-        x = left[-1]
-        for y in right:
-            if words[x.end:at] and any(w in _CONNECTORS for w in words[x.end:at]):
-                continue
-            arrows.update((kx, ky) for kx in x.keys for ky in y.keys if kx != ky)
+        right = [item for item in items if at < item.position < stop][:_ARROW_ITEMS]
+        for x in left[-_ARROW_ITEMS_BEFORE:]:
+            arrows.update((kx, ky) for y in right for kx in x.keys for ky in y.keys if kx != ky)
     return arrows
+
+
+def _split_compounds(words: list[str], names: list[bool], lex: LexiconIndex) -> tuple[list[str], list[bool]]:
+    """Split an unknown word that is a known word glued to a preposition ("endswith" -> "ends with")."""
+    out_words: list[str] = []
+    out_names: list[bool] = []
+    for word, name in zip(words, names):
+        if word.isalpha() and word not in lex.known:
+            for suffix in _GLUED_SUFFIXES:
+                head = word[: -len(suffix)]
+                if word.endswith(suffix) and len(head) >= 3 and (head in lex.known or stem(head) in lex.known):
+                    out_words.extend((head, suffix))
+                    out_names.extend((name, False))
+                    break
+            else:
+                out_words.append(word)
+                out_names.append(name)
+        else:
+            out_words.append(word)
+            out_names.append(name)
+    return out_words, out_names

@@ -9,31 +9,37 @@ import re
 import unicodedata
 
 # Spellings that the tokenizer would otherwise break apart (c++ -> c, +, +) or that carry a meaning in symbols.
-_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), replacement)
-    for pattern, replacement in (
-        (r"[\u2018\u2019\u02bc`]", "'"),
-        (r"[\u2212\u2013\u2014]", "-"),
-        (r"\u00b2", "^2"),
-        (r"\u00b3", "^3"),
-        (r"\u00d7", " * "),
-        (r"\u2192|=>", " -> "),
-        (r"\bc\+\+", " cplusplus "),
-        (r"\bc#", " csharp "),
-        (r"\bf#", " fsharp "),
-        (r"(?<![a-z])\.net\b", " dotnet "),
-        (r"\b(node|next|react|vue|express)\.js\b", r" \1js "),
-        (r"\bs&p\b", " sp "),
-        (r"&", " and "),
-        (r"\bkm/h\b", " kmh "),
-        (r"\u00b0\s*c\b", " celsius "),
-        (r"\u00b0\s*f\b", " fahrenheit "),
-        (r"\bno\.(?=\s)", " number "),
-        (r"\b(can)'?t\b", r"\1 not"),
-        (r"\bwon't\b", "will not"),
-        (r"n't\b", " not"),
-        (r"'(s|re|ve|ll|d|m)\b", " "),
-        (r"\be\.g\.|\bi\.e\.", " "),
+_REWRITES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (trigger, re.compile(pattern, re.IGNORECASE), replacement)
+    for trigger, pattern, replacement in (  # trigger: a substring the pattern needs (skips most patterns)
+        ("\u2018", r"[\u2018\u2019\u02bc`]", "'"),
+        ("\u2019", r"[\u2018\u2019\u02bc`]", "'"),
+        ("`", r"`", "'"),
+        ("\u2212", r"[\u2212\u2013\u2014]", "-"),
+        ("\u2013", r"[\u2212\u2013\u2014]", "-"),
+        ("\u2014", r"[\u2212\u2013\u2014]", "-"),
+        ("\u00b2", r"\u00b2", "^2"),
+        ("\u00b3", r"\u00b3", "^3"),
+        ("\u00d7", r"\u00d7", " * "),
+        ("\u2192", r"\u2192", " -> "),
+        ("=>", r"=>", " -> "),
+        ("+", r"\bc\+\+", " cplusplus "),
+        ("#", r"\bc#", " csharp "),
+        ("#", r"\bf#", " fsharp "),
+        (".net", r"(?<![a-z])\.net\b", " dotnet "),
+        (".js", r"\b(node|next|react|vue|express)\.js\b", r" \1js "),
+        ("&", r"\bs&p\b", " sp "),
+        ("&", r"&", " and "),
+        ("/h", r"\bkm/h\b", " kmh "),
+        ("\u00b0", r"\u00b0\s*c\b", " celsius "),
+        ("\u00b0", r"\u00b0\s*f\b", " fahrenheit "),
+        ("no.", r"\bno\.(?=\s)", " number "),
+        ("'", r"\b(can)'t\b", r"\1 not"),
+        ("cant", r"\b(can)t\b", r"\1 not"),
+        ("'", r"\bwon't\b", "will not"),
+        ("'", r"n't\b", " not"),
+        ("'", r"'(s|re|ve|ll|d|m)\b", " "),
+        (".", r"\be\.g\.|\bi\.e\.", " "),
     )
 )
 _VOWELS = frozenset("aeiouy")
@@ -43,8 +49,11 @@ _TOKEN = re.compile(r"\d+(?:,\d{3})+(?:\.\d+)?|\d*\.\d+|\d+|[a-z]+|->|[+\-*/^=%$
 def rewrite(text: str) -> str:
     """Apply unicode normalization and the spelling rewrites that must happen before tokenizing."""
     text = unicodedata.normalize("NFC", text)
-    for pattern, replacement in _REWRITES:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    for trigger, pattern, replacement in _REWRITES:
+        if trigger in lowered:
+            text = pattern.sub(replacement, text)
+            lowered = text.lower()
     return text
 
 
@@ -52,12 +61,18 @@ def tokenize(text: str) -> list[tuple[str, bool]]:
     """Split text into (lower-case token, written-as-a-name) pairs; names are capitalized past the first word."""
     tokens: list[tuple[str, bool]] = []
     sentence_start = True
-    for match in _TOKEN.finditer(rewrite(text)):
-        raw = match.group()
+    matches = [match.group() for match in _TOKEN.finditer(rewrite(text))]
+    for n, raw in enumerate(matches):
+        if raw == "-" and 0 < n < len(matches) - 1 and _is_word(matches[n - 1]) and _is_word(matches[n + 1]):
+            continue  # a hyphenated word ("read-only", "non-toxic"), not a minus
         is_name = raw[:1].isupper() and (not sentence_start or (len(raw) > 1 and raw.isupper()))
         tokens.append((raw.lower(), is_name))
         sentence_start = False
     return tokens
+
+
+def _is_word(token: str) -> bool:
+    return len(token) > 1 and token.isalpha()
 
 
 def parse_number(token: str) -> float | None:
@@ -133,14 +148,23 @@ def is_typo_of(a: str, b: str) -> bool:
         short, long = (a, b) if len(a) < len(b) else (b, a)
         if shortest < 4:
             return False
-        return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+        # a letter dropped or doubled, but not the first one (ethanol is not methanol)
+        return any(long[:i] + long[i + 1:] == short for i in range(1, len(long)))
     differ = [i for i in range(len(a)) if a[i] != b[i]]
     if len(differ) == 2 and differ[1] == differ[0] + 1:
         i = differ[0]
         return a[i] == b[i + 1] and a[i + 1] == b[i]
-    if len(differ) == 1 and shortest >= 6:
+    if len(differ) == 1 and shortest >= 6 and differ[0] > 0:
         return a[differ[0]] in _VOWELS and b[differ[0]] in _VOWELS
     return False
+
+
+def is_vowel_slip(a: str, b: str) -> bool:
+    """Whether two words of five letters or more differ by one vowel written for another (ocean ~ oceon)."""
+    if len(a) != len(b) or len(a) < 5 or not a.isalpha():
+        return False
+    differ = [i for i in range(len(a)) if a[i] != b[i]]
+    return len(differ) == 1 and differ[0] > 0 and a[differ[0]] in _VOWELS and b[differ[0]] in _VOWELS
 
 
 def is_abbreviation(short: str, long: str) -> bool:

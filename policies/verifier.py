@@ -63,9 +63,11 @@ class NearMissVerifier:
             or rules.entities_differ(a, b)
             or rules.direction_swapped(a, b)
             or rules.negation_differs(a, b, self._lex)
-            or rules.antonyms_differ(a, b)
-            or self.substitution(a, b, diff_words(a, b, self._lex))
+            or rules.antonyms_differ(a, b, self._lex)
         )
+        if not reason:
+            diff = diff_words(a, b, self._lex)
+            reason = rules.names_differ(diff, self._lex) or self.substitution(a, b, diff)
         return Verdict(False, reason) if reason else ACCEPTED
 
     def features(self, text: str) -> QueryFeatures:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .lexicon_index import LexiconIndex
 from .query_features import Item, QueryFeatures
-from .text_normalize import is_abbreviation, is_typo_of
+from .text_normalize import is_abbreviation, is_typo_of, is_vowel_slip
 
 _MIN_PREFIX = 5  # "starts" ~ "startswith", but "form" !~ "format"
 _MIN_FAMILY_PREFIX = 6  # one word family: "conversation" ~ "conversational"
@@ -30,7 +30,9 @@ def diff_words(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex) -> WordDif
     left = list(a.items)
     right = list(b.items)
     matched = 0
-    for same in (_same_key, _same_typo, _same_prefix):
+    unknown_slip = lambda x, y: (x.surface not in lex.known and y.surface not in lex.known  # noqa: E731
+                                 and is_vowel_slip(x.surface, y.surface))
+    for same in (_same_key, _same_typo, _same_prefix, unknown_slip):
         for item in list(left):
             for other in right:
                 if same(item, other):
@@ -50,7 +52,11 @@ def _same_key(x: Item, y: Item) -> bool:
 def _same_typo(x: Item, y: Item) -> bool:
     if any(":" in key for key in x.keys) and any(":" in key for key in y.keys):
         return False  # two different known entities are never one misspelled
-    return " " not in x.surface and " " not in y.surface and is_typo_of(x.surface, y.surface)
+    if " " in x.surface or " " in y.surface or x.surface[0] != y.surface[0]:
+        return False
+    return is_typo_of(x.surface, y.surface) or any(
+        abs(len(kx) - len(ky)) <= 1 and is_typo_of(kx, ky) for kx in x.keys for ky in y.keys
+    )
 
 
 def _same_prefix(x: Item, y: Item) -> bool:
@@ -58,7 +64,9 @@ def _same_prefix(x: Item, y: Item) -> bool:
         return False
     short, long = sorted((x.surface.replace(" ", ""), y.surface.replace(" ", "")), key=len)
     if len(short) >= _MIN_PREFIX and long.startswith(short):
-        return True
+        return True  # "startswith" ~ "starts"
+    if len(short) >= _MIN_PREFIX and len(long) - len(short) >= 3 and long.endswith(short):
+        return True  # "transatlantic" ~ "atlantic", but "methanol" !~ "ethanol"
     common = 0
     while common < len(short) and short[common] == long[common]:
         common += 1

@@ -77,7 +77,11 @@ async def test_exact_and_semantic_lookup() -> None:
     assert hit is not None and hit.tier == "exact"
     hit = await semantic(cache, v)
     assert hit is not None and hit.similarity == pytest.approx(1.0, abs=1e-5)
-    assert await semantic(cache, unit(2)) is None  # dissimilar: below the threshold
+    orthogonal = np.zeros(DIM, dtype=np.float32)
+    orthogonal[int(np.argmin(np.abs(v)))] = 1.0
+    orthogonal -= v * float(orthogonal @ v)
+    orthogonal /= np.linalg.norm(orthogonal)
+    assert await semantic(cache, orthogonal) is None  # dissimilar (cosine 0): below the threshold
     assert await semantic(cache, v, partition="other") is None  # other partitions never see it
 
 
