@@ -24,6 +24,9 @@ TRAPS = [
     # numbers and number words
     ("What is 15% of 240?", "What is 25% of 240?", {"number-mismatch"}),
     ("What is seven times eight?", "What is seven times nine?", {"number-mismatch"}),
+    ("How fast does light travel?", "How fast does a car going 90 km in 2 hours travel?", {"number-mismatch"}),
+    ("How do I list the 10 largest files in a folder?", "How do I list the largest files in a folder?",
+     {"number-mismatch"}),
     ("What is 2 to the power of 8?", "What is 2 to the power of 9?", {"number-mismatch"}),
     ("Solve x^2 + 3x - 4 = 0", "Solve x^2 - 3x - 4 = 0", {"number-mismatch"}),
     ("What's the population of Brazil in 2020?", "What's the population of Brazil in 2010?", {"number-mismatch"}),
