@@ -94,9 +94,28 @@ def names_differ(diff: WordDiff, lex: LexiconIndex) -> str:
 _ASSETS = ("currency:", "commodity:", "company:", "index:")  # what a price question is about
 
 
+def asset_named_on_one_side(a: QueryFeatures, b: QueryFeatures) -> str:
+    """One side asks about a priced thing (AMD, the Hang Seng, copper), the other names none ("today's worst stocks")."""
+    if _names_asset(a) != _names_asset(b):
+        return "entity-mismatch"
+    return ""
+
+
+# Currency names that are also everyday words ("Who won the cup?"): they name an asset only beside another one.
+_EVERYDAY_ASSET_WORDS = frozenset({"won", "real", "rand", "mark", "pound", "lira"})
+
+
+def _names_asset(q: QueryFeatures) -> bool:
+    return any(_is_asset(item) and item.surface not in _EVERYDAY_ASSET_WORDS for item in q.items)
+
+
+def _is_asset(item: Item) -> bool:
+    return any(key.startswith(_ASSETS) for key in item.keys) and not any(key.startswith("unit:") for key in item.keys)
+
+
 def _is_name(item: Item, lex: LexiconIndex) -> bool:
     """A proper name: a priced thing from the lexicons, or a topic word written with a capital letter."""
-    if any(key.startswith(_ASSETS) for key in item.keys) and not any(key.startswith("unit:") for key in item.keys):
+    if _is_asset(item):
         return True
     if not item.named or item.surface in _GENERIC_KEYS or item.surface in STOPWORDS or item.surface in FILLERS:
         return False

@@ -61,6 +61,7 @@ class NearMissVerifier:
             rules.numbers_differ(a, b)
             or rules.units_differ(a, b)
             or rules.entities_differ(a, b)
+            or rules.asset_named_on_one_side(a, b)
             or rules.direction_swapped(a, b)
             or rules.negation_differs(a, b, self._lex)
             or rules.antonyms_differ(a, b, self._lex)

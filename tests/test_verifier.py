@@ -25,6 +25,8 @@ TRAPS = [
     ("What is 15% of 240?", "What is 25% of 240?", {"number-mismatch"}),
     ("What is seven times eight?", "What is seven times nine?", {"number-mismatch"}),
     ("How fast does light travel?", "How fast does a car going 90 km in 2 hours travel?", {"number-mismatch"}),
+    ("What is Nvidia's share price today?", "which stocks fell the most today", {"entity-mismatch"}),
+    ("Where is the Dow Jones trading right now?", "How are markets doing right now?", {"entity-mismatch"}),
     ("How do I list the 10 largest files in a folder?", "How do I list the largest files in a folder?",
      {"number-mismatch"}),
     ("What is 2 to the power of 8?", "What is 2 to the power of 9?", {"number-mismatch"}),
@@ -91,6 +93,8 @@ TRAPS = [
 # (query, cached question): same question, other words.
 PARAPHRASES = [
     ("How do I sort a list in Python?", "python sort list"),
+    ("Who won the Super Bowl in 2020?", "2020 Super Bowl winner"),
+    ("What is Tesla's stock price right now?", "TSLA share price now"),
     ("How do I sort a list in Python?", "How can I sort a Python list?"),
     ("what's the capital of peru", "What is the capital city of Peru?"),
     ("How do I reverse a string in Java?", "java reverse string example"),
