@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -88,6 +89,9 @@ def _stub(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Small matrix-vector products (classifier, flat index) on the request path: a second BLAS thread only
+    # waits for the busy core. Must be set before numpy loads.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from aiohttp import web
 
     from cachesvc.app import create_app
