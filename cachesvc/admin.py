@@ -36,7 +36,8 @@ async def stats(request: web.Request) -> web.Response:
         "entries_by_category": cache.entries_by_category(),
         "index": cache.index.stats(),
         "store": state.config.cache.store.kind,
-        "embedder": {"batches": state.embedder.batches, "texts": state.embedder.texts},
+        "embedder": {"backend": state.embedder.backend, "batches": state.embedder.batches,
+                     "texts": state.embedder.texts},
         "inflight_misses": len(state.flights),
         "upstreams": {
             u.name: {"url": u.config.url, "inflight": u.load.inflight, "load": round(u.load.level(), 3),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import queue
 import threading
@@ -16,6 +17,9 @@ import numpy as np
 from cachesvc.config import EmbeddingConfig
 
 _Job = tuple[str, asyncio.AbstractEventLoop, "asyncio.Future[np.ndarray]"]
+Encode = Callable[[list[str]], np.ndarray]
+
+log = logging.getLogger(__name__)
 
 
 def resolve_model_path(name: str) -> str:
@@ -37,12 +41,37 @@ def load_sentence_model(name: str, threads: int) -> Any:
     return SentenceTransformer(resolve_model_path(name), device="cpu")
 
 
+def load_torch_encoder(config: EmbeddingConfig) -> Encode:
+    model = load_sentence_model(config.model, config.effective_threads)
+    return lambda texts: model.encode(
+        texts, batch_size=max(1, len(texts)), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+
+
+def load_onnx_encoder(config: EmbeddingConfig) -> Encode:
+    """The ONNX Runtime encoder (exported once, then loaded from the cache file)."""
+    from cachesvc.onnx_encoder import OnnxEncoder
+
+    return OnnxEncoder(resolve_model_path(config.model), threads=config.effective_threads, onnx_path=config.onnx_path).encode
+
+
+def load_encoder(config: EmbeddingConfig) -> tuple[Encode, str]:
+    """(encode, backend actually used): `onnx` falls back to `torch`, with a warning, when it cannot load."""
+    if config.backend == "onnx":
+        try:
+            return load_onnx_encoder(config), "onnx"
+        except Exception as exc:  # onnxruntime missing, export failed, unsupported model: torch still works
+            log.warning("ONNX embedding backend unavailable (%s: %s); falling back to torch", type(exc).__name__, exc)
+    return load_torch_encoder(config), "torch"
+
+
 class Embedder:
     """One worker thread owns the model; `embed` queues a text and awaits its normalized float32 vector."""
 
     def __init__(self, config: EmbeddingConfig, encode: Callable[[list[str]], np.ndarray] | None = None) -> None:
         self._config = config
         self._encode = encode
+        self.backend = "custom" if encode is not None else ""  # onnx | torch once started without `encode`
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.dim = 0
@@ -51,10 +80,7 @@ class Embedder:
 
     async def start(self) -> None:
         if self._encode is None:
-            model = await asyncio.to_thread(load_sentence_model, self._config.model, self._config.threads)
-            self._encode = lambda texts: model.encode(
-                texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-            )
+            self._encode, self.backend = await asyncio.to_thread(load_encoder, self._config)
         probe = await asyncio.to_thread(self.encode_now, ["warm-up"])
         self.dim = int(probe.shape[1])
         self._thread = threading.Thread(target=self._work, name="embedder", daemon=True)

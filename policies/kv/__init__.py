@@ -1,0 +1,50 @@
+"""KV-cache eviction policies (kvpress-like): one scorer per module, a registry by name.
+
+>>> from cachesvc.policies.kv import make_policy, compress
+>>> policy = make_policy("defensivekv", compression_ratio=0.8)   # keep 20% of the context, window included
+"""
+
+from __future__ import annotations
+
+from .adakv import AdaKVPolicy
+from .base import KVPolicy, ScoreInputs
+from .criticalkv import CriticalKVPolicy
+from .defensivekv import DefensiveKVPolicy
+from .layer_defensivekv import LayerDefensiveKVPolicy
+from .random_press import RandomPolicy
+from .snapkv import SnapKVPolicy
+from .streaming_llm import StreamingLLMPolicy
+
+KV_POLICIES: dict[str, type[KVPolicy]] = {
+    "random": RandomPolicy,
+    "streaming_llm": StreamingLLMPolicy,
+    "snapkv": SnapKVPolicy,
+    "adakv": AdaKVPolicy,
+    "criticalkv": CriticalKVPolicy,
+    "defensivekv": DefensiveKVPolicy,
+    "layer_defensivekv": LayerDefensiveKVPolicy,
+}
+
+
+def make_policy(name: str, **fields: object) -> KVPolicy:
+    """Instantiate a registered policy; unknown names raise ``ValueError`` listing the known ones."""
+    try:
+        cls = KV_POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown KV policy {name!r}; known: {', '.join(sorted(KV_POLICIES))}") from None
+    return cls(**fields)  # type: ignore[arg-type]
+
+
+from .apply import CompressionReport, GenerationResult, compress, generate_with_policy  # noqa: E402
+
+__all__ = [
+    "KV_POLICIES",
+    "KVPolicy",
+    "ScoreInputs",
+    "make_policy",
+    "compress",
+    "generate_with_policy",
+    "CompressionReport",
+    "GenerationResult",
+    *(cls.__name__ for cls in KV_POLICIES.values()),
+]
