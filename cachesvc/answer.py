@@ -186,6 +186,10 @@ class StreamAccumulator:
 
     def answer(self) -> Answer:
         choices = [self._choices[i] for i in sorted(self._choices)]
+        for choice in choices:
+            message = choice.get("message")
+            if message is not None and message.get("tool_calls") and not message.get("content"):
+                message["content"] = None  # as a non-streamed tool-call answer has it
         return Answer(self.endpoint, self.model, choices, self.usage, self.system_fingerprint)
 
 

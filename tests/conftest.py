@@ -9,7 +9,6 @@ from typing import Any, AsyncIterator, Callable
 
 import numpy as np
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -104,7 +103,3 @@ async def proxy(stub: Stub, encode: Callable[[list[str]], np.ndarray]) -> AsyncI
     proxy = await start_proxy(proxy_config(stub.url), encode)
     yield proxy
     await proxy.server.close()
-
-
-def unused_app() -> web.Application:
-    return web.Application()

@@ -49,6 +49,17 @@ def test_accumulator_merges_content_and_tool_call_deltas() -> None:
     assert answer.cacheable_reason(request_has_tools=True) is None
 
 
+def test_tool_call_only_stream_has_null_content() -> None:
+    acc = chunks_of([
+        {"model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {"model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]},
+        {"model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    ])
+    message = acc.answer().choices[0]["message"]
+    assert message["content"] is None and message["tool_calls"][0]["function"]["name"] == "f"
+
+
 def test_stream_without_done_or_with_error_is_incomplete() -> None:
     acc = StreamAccumulator("chat")
     acc.feed(json.dumps({"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}]}))

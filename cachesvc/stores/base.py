@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import AsyncIterator, Iterable, Protocol
 
 from cachesvc.cache_entry import CacheEntry
-from cachesvc.config import StoreConfig
 
 
 class DocumentStore(Protocol):
@@ -31,7 +30,3 @@ class DocumentStore(Protocol):
         """Every stored entry, for rebuilding the index at start-up."""
 
     async def count(self) -> int: ...
-
-
-class StoreFactory(Protocol):
-    def __call__(self, config: StoreConfig) -> DocumentStore: ...
