@@ -142,6 +142,10 @@ class CacheConfig:
     load_policy: LoadPolicyConfig = field(default_factory=LoadPolicyConfig)
     categories: dict[str, CategoryPolicy] = field(default_factory=lambda: dict(DEFAULT_CATEGORIES))
 
+    def category(self, name: str) -> CategoryPolicy:
+        """The named category's policy; an unknown name falls back to `default`."""
+        return self.categories.get(name) or self.categories["default"]
+
     def validate(self, key: str) -> None:
         if self.max_cacheable_temperature < 0:
             raise ValueError(f"{key}.max_cacheable_temperature must be >= 0")

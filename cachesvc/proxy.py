@@ -92,7 +92,7 @@ async def _handle(state: ProxyState, request: web.Request, endpoint: Endpoint) -
     pressure = upstream.load.pressure()
 
     def policy_for(category: str) -> EffectivePolicy:
-        return effective_policy(config.cache.categories.get(category) or config.cache.categories["default"], pressure)
+        return effective_policy(config.cache.category(category), pressure)
 
     stages: dict[str, float] = {}
     if controls.may_read and config.cache.exact:
@@ -113,7 +113,7 @@ async def _handle(state: ProxyState, request: web.Request, endpoint: Endpoint) -
             category = state.classifier.classify(req.query, vector)
             stages["classify"] = time.perf_counter() - t0
     category = category or "default"
-    category_policy = config.cache.categories.get(category) or config.cache.categories["default"]
+    category_policy = config.cache.category(category)
     if not category_policy.enabled:
         state.metrics.bypass.labels("category_disabled").inc()
         state.metrics.requests.labels(endpoint, "bypass", "").inc()

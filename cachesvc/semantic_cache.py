@@ -221,7 +221,7 @@ class SemanticCache:
         self._by_exact[entry.exact_key] = entry.entry_id
 
     async def _enforce_quota(self, category: str) -> None:
-        policy = self._config.categories.get(category) or self._config.categories["default"]
+        policy = self._config.category(category)
         order = self._lru.get(category)
         if order is None or len(order) <= policy.max_entries:
             return

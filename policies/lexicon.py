@@ -256,7 +256,8 @@ PHRASES: tuple[str, ...] = (
     "on a budget", "read only", "read write", "add up", "adds up", "how fast", "how quickly",
 )
 
-# Ordinary words that are never typos of a lexicon word ("round" is not "pound", "rest" is not "rust").
+# Ordinary words that are never typos of a lexicon word ("round" is not "pound", "rest" is not "rust"); also
+# how a currency alias that is an everyday word ("won", "try") is told from one that only names an asset.
 COMMON_WORDS: frozenset[str] = frozenset("""
 able about above accept access account act action active activity actor add address admin adult advance affect
 afraid after again against age agent agree ahead air alarm album alive allow alone along already alter always
@@ -316,6 +317,7 @@ twist type uncle union unit upper upset urban user usual value van vast verb vie
 wake walk wall want war warm wash waste watch water wave way weak wealth wear weather web week weight west
 wheel while white whole wide wife wild will wind window wine wing winner winter wire wise wish woman wonder wood
 word work world worry worth write wrong yard year yellow young zone
+avalanche buck bucks dot kiwi pounds ripple tether won
 """.split())
 
 # Abstract nouns and light verbs that paraphrases swap freely ("the level of X" ~ "the value of X", "what causes

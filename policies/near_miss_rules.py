@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .lexicon import FILLERS, GENERIC_WORDS, NEGATING_PREFIXES, NEGATING_SUFFIXES, NEGATIVE_VERBS, STOPWORDS
+from .lexicon import COMMON_WORDS, FILLERS, GENERIC_WORDS, NEGATING_PREFIXES, NEGATING_SUFFIXES, NEGATIVE_VERBS, STOPWORDS
 from .lexicon_entities import MONTH_SEASONS
 from .lexicon_index import LexiconIndex
 from .query_features import Item, QueryFeatures
@@ -101,12 +101,9 @@ def asset_named_on_one_side(a: QueryFeatures, b: QueryFeatures) -> str:
     return ""
 
 
-# Currency names that are also everyday words ("Who won the cup?"): they name an asset only beside another one.
-_EVERYDAY_ASSET_WORDS = frozenset({"won", "real", "rand", "mark", "pound", "lira"})
-
-
 def _names_asset(q: QueryFeatures) -> bool:
-    return any(_is_asset(item) and item.surface not in _EVERYDAY_ASSET_WORDS for item in q.items)
+    """An alias that is also an everyday word ("Who won the cup?") names an asset only beside another one."""
+    return any(_is_asset(item) and item.surface not in COMMON_WORDS for item in q.items)
 
 
 def _is_asset(item: Item) -> bool:

@@ -94,6 +94,7 @@ TRAPS = [
 PARAPHRASES = [
     ("How do I sort a list in Python?", "python sort list"),
     ("Who won the Super Bowl in 2020?", "2020 Super Bowl winner"),
+    ("What does a buck converter do?", "how does a step-down converter work"),
     ("What is Tesla's stock price right now?", "TSLA share price now"),
     ("How do I sort a list in Python?", "How can I sort a Python list?"),
     ("what's the capital of peru", "What is the capital city of Peru?"),
