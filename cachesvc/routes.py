@@ -15,8 +15,13 @@ from cachesvc.upstream import HOP_BY_HOP
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 once the embedding model is loaded and the index rebuilt; 503 (with the reason) before that."""
+    """200 once the embedding model is loaded and the index rebuilt (and the embedded model server, if any, has
+    its model); 503 (with the reason) before that."""
     state = request.app[STATE]
+    engine = state.model_engine
+    if engine is not None and engine.status != "ready":
+        body = {"status": "error" if engine.load_error else "starting", "model": engine.status}
+        return web.json_response({**body, "error": engine.load_error} if engine.load_error else body, status=503)
     if not state.config.cache.enabled:
         return web.json_response({"status": "ok", "cache": "disabled"})
     if state.startup_error:
@@ -96,26 +101,6 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 async def _post_only(request: web.Request) -> web.Response:
     return error_response(405, f"{request.method} is not allowed on {request.path}; use POST.",
                           headers={"Allow": "POST"})
-
-
-async def _errors_as_json(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """Every failure leaves as an OpenAI-style error body; the proxy never answers with an HTML page."""
-    try:
-        return await handler(request)
-    except RequestError as exc:
-        return exc.response()
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, exc.text or "Request body too large.", code="request_too_large")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error_response(exc.status, exc.reason)
-    except Exception:
-        request.app.logger.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "Internal error in cachesvc.", code="internal_error")
-
-
-errors_as_json = web.middleware(_errors_as_json)
 
 
 def add_routes(app: web.Application) -> None:

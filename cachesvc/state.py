@@ -27,6 +27,7 @@ class ProxyState:
     classifier: Any = None  # CategoryClassifier
     flights: SingleFlight[Answer] = field(default_factory=SingleFlight)
     startup_error: str | None = None
+    model_engine: Any = None  # the embedded model server's ModelEngine, when there is no upstream
 
     @property
     def ready(self) -> bool:

@@ -74,8 +74,8 @@ class Proxy:
         return f"http://127.0.0.1:{self.server.port}"
 
 
-async def start_proxy(config: Config, encode: Callable[[list[str]], np.ndarray]) -> Proxy:
-    app = create_app(config, embedder=Embedder(config.cache.embedding, encode=encode))
+async def start_proxy(config: Config, encode: Callable[[list[str]], np.ndarray], **app_kwargs: Any) -> Proxy:
+    app = create_app(config, embedder=Embedder(config.cache.embedding, encode=encode), **app_kwargs)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     state = app[STATE]

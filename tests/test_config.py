@@ -22,8 +22,18 @@ def test_defaults_yaml_env_and_overrides(tmp_path: Path) -> None:
     assert config.cache.categories["legal"].name == "legal"
 
 
+def test_no_upstream_means_the_embedded_model_server() -> None:
+    config = load_config(None, {}, environ={})
+    assert config.embedded_model_server and config.model_server.model == "smollm2"
+    assert not load_config(None, UP, environ={}).embedded_model_server
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({}, "upstreams"),
+    ({"upstreams": {"url": "http://a"}}, "upstreams must be a list"),
+    ({"model_server.kv_policy": "lru"}, "model_server.kv_policy: unknown policy"),
+    ({"model_server.kv_budget": 2.5}, "model_server.kv_budget"),
+    ({"model_server.loras": ["code"]}, "model_server.loras[0] must be NAME=PATH"),
+    ({"model_server.max_queue": 0}, "model_server.max_queue"),
     ({**UP, "server.port": 70000}, "server.port"),
     ({**UP, "server.port": "x"}, "server.port"),
     ({**UP, "cache.verifierr": "x"}, "cache.verifierr: unknown key"),

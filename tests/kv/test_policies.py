@@ -163,3 +163,10 @@ def test_random_is_seeded_and_uniform_over_heads(model, prompt) -> None:
     assert torch.equal(a.layers[0].positions, b.layers[0].positions)
     assert not torch.equal(a.layers[0].positions, c.layers[0].positions)
     assert (a.layers[0].kept_per_head == a.layers[0].kept_per_head[0, 0]).all()
+
+
+def test_the_torch_free_name_list_matches_the_registry() -> None:
+    from cachesvc.policies.kv import KV_POLICIES
+    from cachesvc.policies.kv_names import POLICY_NAMES
+
+    assert set(POLICY_NAMES) == set(KV_POLICIES)

@@ -1,0 +1,103 @@
+"""Offline text corpora for three distinct domains, read from files every cachesvc install has on disk.
+
+They exist to train and evaluate small LoRA adapters without a network: Python standard-library sources (code),
+licence texts shipped with installed packages and the OS (legal), and the Python reference's help topics (docs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import site
+import sysconfig
+from pathlib import Path
+from typing import Callable, Iterable
+
+DOMAINS = ("code", "legal", "docs")
+
+MIN_CHARS = 400
+MAX_CHARS = 60_000
+DEFAULT_LIMIT = 200
+HELDOUT_FRACTION = 0.2
+
+
+def domain_texts(domain: str, *, limit: int | None = DEFAULT_LIMIT) -> list[str]:
+    """De-duplicated texts of one domain in a fixed pseudo-random order (by content hash), at most ``limit``."""
+    try:
+        source = _SOURCES[domain]
+    except KeyError:
+        raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}") from None
+    texts = _dedupe(text for text in source() if MIN_CHARS <= len(text) <= MAX_CHARS)
+    texts.sort(key=_digest)
+    return texts if limit is None else texts[:limit]
+
+
+def split(texts: list[str], *, heldout_fraction: float = HELDOUT_FRACTION) -> tuple[list[str], list[str]]:
+    """``(train, heldout)``: a disjoint split decided by each text's content hash, so it never depends on order."""
+    ranked = sorted(set(texts), key=lambda text: _digest("heldout:" + text))
+    n_heldout = max(1, round(len(ranked) * heldout_fraction)) if len(ranked) > 1 else 0
+    heldout = set(ranked[:n_heldout])
+    return [t for t in texts if t not in heldout], [t for t in ranked[:n_heldout]]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _dedupe(texts: Iterable[str]) -> list[str]:
+    """First occurrence of each text, comparing texts with their whitespace normalised."""
+    seen: set[str] = set()
+    out = []
+    for text in texts:
+        key = _digest(" ".join(text.split()))
+        if key not in seen:
+            seen.add(key)
+            out.append(text)
+    return out
+
+
+def _read(path: Path) -> str | None:
+    try:
+        if path.stat().st_size > 4 * MAX_CHARS:
+            return None
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _code_texts() -> list[str]:
+    """Standard-library modules, without third-party packages and without the stdlib's own test suites."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+    paths = []
+    for folder, dirs, files in os.walk(stdlib):
+        dirs[:] = [d for d in dirs if d not in skip]  # prune: site-packages alone holds far more files than stdlib
+        paths += [Path(folder, name) for name in files if name.endswith(".py")]
+    return [text for text in map(_read, sorted(paths)) if text]
+
+
+def _licence_files() -> list[Path]:
+    roots = [Path(p) for p in [*site.getsitepackages(), site.getusersitepackages()] if Path(p).is_dir()]
+    files: set[Path] = set()
+    for root in roots:
+        for pattern in ("*.dist-info/LICEN[CS]E*", "*.dist-info/COPYING*", "*.dist-info/licenses/**/*"):
+            files.update(root.glob(pattern))
+    common = Path("/usr/share/common-licenses")
+    if common.is_dir():
+        files.update(common.iterdir())
+    return sorted(path for path in files if path.is_file())
+
+
+def _legal_texts() -> list[str]:
+    """Licence texts: ``LICENSE*``/``COPYING*`` of installed distributions and ``/usr/share/common-licenses``."""
+    return [text for text in map(_read, _licence_files()) if text]
+
+
+def _docs_texts() -> list[str]:
+    """The Python language reference's help topics (what ``help("with")`` prints), shipped with every CPython."""
+    from pydoc_data.topics import topics
+
+    return [topics[key] for key in sorted(topics)]
+
+
+_SOURCES: dict[str, Callable[[], list[str]]] = {"code": _code_texts, "legal": _legal_texts, "docs": _docs_texts}
