@@ -1,22 +1,29 @@
 """KV-eviction quality on the real SmolLM2-135M-Instruct (CPU, offline).
 
-Two measurements, each for every policy x budget (fraction of the context kept, window included):
+Four measurements, each for every policy x budget (fraction of the context kept, window included) and context
+length, always next to the full cache's value on the same contexts:
 
 1. **Retrieval** (needle / pass-key, RULER-like, generated locally): ``n_needles`` "The pass key of <name> is
-   <5 digits>." lines hidden in filler text (Python's own documentation, ``pydoc_data.topics``); the question is
-   appended *uncompressed* after the compressed context. Score: greedy decoding gives exactly the pass key
+   <5 digits>." lines hidden in filler text (Python's own documentation, ``pydoc_data.topics``); one question per
+   needle, appended *uncompressed* after the compressed context. Score: greedy decoding gives exactly the pass key
    (checked in one teacher-forced forward: every answer token is the argmax).
-2. **Fidelity on natural text**: the context is the first ``L`` tokens of a documentation text; the next
-   ``--cont`` tokens are teacher-forced on the compressed and on the full cache; reported: mean KL(full ||
-   compressed) of the next-token distributions (nats) and greedy top-1 agreement.
+2. **Variable tracking** (RULER-style multi-hop): ``--vt-chains`` chains ``VAR QXK = 48213``, ``VAR MBT = VAR
+   QXK``, ... of ``--vt-hops`` links each, statements in chain order at random depths of the filler (the other
+   chains are the distractors). For every chain and every depth ``d`` in ``0..hops`` the question (uncompressed)
+   asks the value of the chain's variable ``d`` links away from the number ("VT-d hop"); scored like retrieval.
+3. **Fidelity on natural text**: the context is ``L`` tokens of documentation text; the next ``--cont`` tokens are
+   teacher-forced on the compressed and on the full cache; reported: mean KL(full || compressed) of the
+   next-token distributions (nats) and greedy top-1 agreement.
 
 Each context is prefilled **once** (full cache); every policy is applied to a copy of that cache
 (``compress_cache``, identical to compressing during prefill, tested), so prefill cost is paid once per context.
+Uncertainty: ± standard error over contexts (questions of one context are averaged first: they share a cache).
 
 Usage::
 
-    python benchmarks/bench_kv_quality.py --lengths 1024 2048 --trials 4 --budgets 0.1 0.2 0.4 \
-        --out benchmarks/results/kv_quality.json
+    python benchmarks/bench_kv_quality.py --lengths 1024 2048 --trials 4 --text-trials 3 --budgets 0.1 0.2 0.4 \
+        --threads 1 --out /tmp/kv_quality.json
+    python benchmarks/bench_kv_quality.py --report /tmp/kv_quality.json   # markdown tables of a saved run
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import random
+import string
 import time
 from pathlib import Path
 
@@ -45,23 +54,59 @@ def doc_text() -> str:
     return "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
 
 
-def retrieval_case(tok, filler_ids: list[int], length: int, n_needles: int, rng: random.Random):
-    """Context of ~``length`` tokens with ``n_needles`` pass keys at random depths; question about one of them."""
-    names = rng.sample(NAMES, n_needles)
-    keys = {n: f"{rng.randint(10000, 99999)}" for n in names}
-    needles = [tok(f"\nThe pass key of {n} is {keys[n]}. Remember it.\n", add_special_tokens=False).input_ids
-               for n in names]
-    body = length - sum(len(x) for x in needles)
+def _insert(tok, filler_ids: list[int], length: int, groups: list[list[list[int]]], rng: random.Random) -> list[int]:
+    """Filler of ``length`` tokens (needles included) with every group's snippets inserted at random depths between
+    5% and 85% (the tail is the observation window's neighbourhood); snippets of one group stay in order."""
+    body = length - sum(len(x) for g in groups for x in g)
     start = rng.randrange(0, len(filler_ids) - body)
     ctx = list(filler_ids[start:start + body])
-    # depths between 5% and 85% of the context (the tail is the observation window's neighbourhood)
-    for pos, nid in sorted(((int(body * rng.uniform(0.05, 0.85)), nid) for nid in needles), reverse=True):
-        ctx[pos:pos] = nid
-    target = rng.choice(names)
-    q = tok(f"\n\nQuestion: what is the pass key of {target}?\nAnswer: The pass key of {target} is",
-            add_special_tokens=False).input_ids
-    a = tok(f" {keys[target]}.", add_special_tokens=False).input_ids
-    return torch.tensor([ctx]), torch.tensor([q]), torch.tensor([a])
+    ins = []
+    for g in groups:
+        depths = sorted(int(body * rng.uniform(0.05, 0.85)) for _ in g)
+        ins += [(d, k, x) for k, (d, x) in enumerate(zip(depths, g))]
+    # insert from the back; at equal depths the later snippet of a group goes first, so a group keeps its order
+    for d, _, x in sorted(ins, key=lambda t: (t[0], t[1]), reverse=True):
+        ctx[d:d] = x
+    return ctx
+
+
+def retrieval_case(tok, filler_ids: list[int], length: int, n_needles: int, rng: random.Random):
+    """Context of ~``length`` tokens with ``n_needles`` pass keys at random depths; one question per needle."""
+    enc = lambda s: tok(s, add_special_tokens=False).input_ids  # noqa: E731
+    names = rng.sample(NAMES, n_needles)
+    keys = {n: f"{rng.randint(10000, 99999)}" for n in names}
+    needles = [[enc(f"\nThe pass key of {n} is {keys[n]}. Remember it.\n")] for n in names]
+    ctx = _insert(tok, filler_ids, length, needles, rng)
+    qa = [(enc(f"\n\nQuestion: what is the pass key of {n}?\nAnswer: The pass key of {n} is"), enc(f" {keys[n]}."))
+          for n in names]
+    return torch.tensor([ctx]), qa
+
+
+def vt_case(tok, filler_ids: list[int], length: int, hops: int, n_chains: int, rng: random.Random):
+    """RULER-style variable tracking: ``n_chains`` chains ``VAR A = 12345``, ``VAR B = VAR A``, ... (``hops`` links
+    each) in filler text. Questions: for every chain and depth d in 0..hops, the value of the variable d links away
+    from the number. Returns ``(ctx, [(depth, q_ids, a_ids), ...])``."""
+    enc = lambda s: tok(s, add_special_tokens=False).input_ids  # noqa: E731
+    names: list[str] = []
+    while len(names) < n_chains * (hops + 1):
+        v = "".join(rng.choice(string.ascii_uppercase) for _ in range(3))
+        if v not in names and v != "VAR":
+            names.append(v)
+    chains, groups = [], []
+    for c in range(n_chains):
+        vs = names[c * (hops + 1):(c + 1) * (hops + 1)]
+        val = f"{rng.randint(10000, 99999)}"
+        chains.append((vs, val))
+        groups.append([enc(f"\nVAR {vs[0]} = {val}\n")] + [enc(f"\nVAR {vs[i]} = VAR {vs[i - 1]}\n")
+                                                            for i in range(1, hops + 1)])
+    ctx = _insert(tok, filler_ids, length, groups, rng)
+    qa = []
+    for vs, val in chains:
+        for d, v in enumerate(vs):
+            q = enc("\n\nThe text above assigns variables: VAR X = VAR Y gives X the value of Y.\n"
+                    f"Question: what is the value of VAR {v}?\nAnswer: The value of VAR {v} is")
+            qa.append((d, q, enc(f" {val}.")))
+    return torch.tensor([ctx]), qa
 
 
 def fork(cache: DynamicCache) -> DynamicCache:
@@ -115,33 +160,63 @@ def answers_exactly(model, cache, q_ids, a_ids, start_pos: int) -> bool:
     return bool((pred == a_ids[0]).all())
 
 
+def config_keys(args) -> list[tuple[str, str | None, float | None]]:
+    return [("full", None, None)] + [(f"{p}@{b}", p, b) for p in args.policies for b in args.budgets]
+
+
+def compressed_caches(model, full, captured, args):
+    """Yield ``(key, cache)`` for the full cache and every policy x budget (each a fork of ``full``)."""
+    for key, p, b in config_keys(args):
+        cache = fork(full)
+        if p is not None:
+            compress_cache(model, cache, make_policy(p, compression_ratio=1.0 - b, window_size=args.window), captured)
+        yield key, cache
+
+
 def run(args) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     model, tok = load_smollm2()
     memoise_value_norm()
     text_ids = tok(doc_text(), add_special_tokens=False).input_ids
-    configs = [("full", None)] + [(p, b) for p in args.policies for b in args.budgets]
-    res: dict = {"retrieval": {}, "fidelity": {}, "meta": vars(args).copy()}
+    keys = [k for k, _, _ in config_keys(args)]
+    # res["acc"][L][task][config] = per-context lists of 0/1 (one entry per question, same order for every config)
+    res: dict = {"acc": {}, "fidelity": {}, "meta": vars(args).copy()}
     rng = random.Random(args.seed)
     t0 = time.time()
+
+    def save() -> None:
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(res, indent=1))
+
     for L in args.lengths:
-        # --- retrieval
-        hits = {f"{p}@{b}": 0 for p, b in configs}
+        acc: dict = {}
+        res["acc"][str(L)] = acc
         for trial in range(args.trials):
-            ctx, q, a = retrieval_case(tok, text_ids, L, args.needles, rng)
-            _VNORM_MEMO.clear()
-            full, captured = prefill(model, ctx)
-            for p, b in configs:
-                cache = fork(full)
-                if p != "full":
-                    pol = make_policy(p, compression_ratio=1.0 - b, window_size=args.window)
-                    compress_cache(model, cache, pol, captured)
-                hits[f"{p}@{b}"] += int(answers_exactly(model, cache, q, a, ctx.shape[1]))
-            print(f"[{time.time() - t0:6.0f}s] retrieval L={L} trial {trial + 1}/{args.trials}", flush=True)
-        res["retrieval"][L] = {k: v / args.trials for k, v in hits.items()}
+            cases = []
+            if args.needles:
+                ctx, qa = retrieval_case(tok, text_ids, L, args.needles, rng)
+                cases.append((ctx, [("retrieval", q, a) for q, a in qa]))
+            if args.vt_chains:
+                ctx, qa = vt_case(tok, text_ids, L, args.vt_hops, args.vt_chains, rng)
+                cases.append((ctx, [(f"vt{d}", q, a) for d, q, a in qa]))
+            for ctx, qa in cases:
+                _VNORM_MEMO.clear()
+                full, captured = prefill(model, ctx)
+                qt = [(task, torch.tensor([q]), torch.tensor([a])) for task, q, a in qa]
+                for key, cache in compressed_caches(model, full, captured, args):
+                    per: dict = {}
+                    for task, q, a in qt:
+                        per.setdefault(task, []).append(int(answers_exactly(model, fork(cache), q, a, ctx.shape[1])))
+                    for task, hits in per.items():
+                        acc.setdefault(task, {k: [] for k in keys})[key].append(hits)
+                del full, captured
+            save()
+            print(f"[{time.time() - t0:6.0f}s] tasks L={L} trial {trial + 1}/{args.trials} "
+                  + " ".join(f"{t}:full={_mean(_flat(v['full'])):.2f}" for t, v in acc.items()), flush=True)
         # --- fidelity on natural text
-        kl = {f"{p}@{b}": [] for p, b in configs if p != "full"}
+        kl = {k: [] for k in keys if k != "full"}
         agree = {k: [] for k in kl}
         for trial in range(args.text_trials):
             start = rng.randrange(0, len(text_ids) - L - args.cont)
@@ -150,51 +225,158 @@ def run(args) -> dict:
             _VNORM_MEMO.clear()
             full, captured = prefill(model, ctx)
             ref = continue_on(model, fork(full), cont, L).float().log_softmax(-1)
-            for p, b in configs:
-                if p == "full":
+            for key, cache in compressed_caches(model, full, captured, args):
+                if key == "full":
                     continue
-                cache = fork(full)
-                compress_cache(model, cache, make_policy(p, compression_ratio=1.0 - b, window_size=args.window),
-                               captured)
                 lp = continue_on(model, cache, cont, L).float().log_softmax(-1)
-                kl[f"{p}@{b}"].append(float(F.kl_div(lp, ref, log_target=True, reduction="none").sum(-1).mean()))
-                agree[f"{p}@{b}"].append(float((lp.argmax(-1) == ref.argmax(-1)).float().mean()))
+                kl[key].append(float(F.kl_div(lp, ref, log_target=True, reduction="none").sum(-1).mean()))
+                agree[key].append(float((lp.argmax(-1) == ref.argmax(-1)).float().mean()))
+            del full, captured
+            res["fidelity"][str(L)] = {"kl": kl, "agree": agree}
+            save()
             print(f"[{time.time() - t0:6.0f}s] fidelity L={L} trial {trial + 1}/{args.text_trials}", flush=True)
-        if args.text_trials:
-            res["fidelity"][L] = {k: {"kl": sum(v) / len(v), "top1_agree": sum(agree[k]) / len(agree[k])}
-                                  for k, v in kl.items()}
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(res, indent=1))
     res["meta"]["seconds"] = time.time() - t0
-    if args.out:
-        Path(args.out).write_text(json.dumps(res, indent=1))
+    save()
     return res
 
 
-def print_tables(res: dict) -> None:
-    for L, row in res["retrieval"].items():
-        print(f"\nretrieval accuracy, L={L}: " + ", ".join(f"{k}={v:.2f}" for k, v in row.items()))
-    for L, row in res["fidelity"].items():
-        print(f"\nfidelity, L={L}: " + ", ".join(f"{k}: KL={v['kl']:.3f} agree={v['top1_agree']:.2f}"
-                                                for k, v in row.items()))
+# ---------------------------------------------------------------------------------------------------------- report
+def _flat(per_ctx: list[list[int]]) -> list[int]:
+    return [x for c in per_ctx for x in c]
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _se(xs: list[float]) -> float:
+    if len(xs) < 2:
+        return float("nan")
+    m = _mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+
+
+def acc_stats(per_ctx: list[list[int]]) -> tuple[float, float]:
+    """Accuracy over all questions and its standard error over contexts (per-context means)."""
+    return _mean(_flat(per_ctx)), _se([_mean(c) for c in per_ctx])
+
+
+def kept_fraction(policy: list[list[int]], full: list[list[int]]) -> float:
+    """Fraction of the full cache's correct answers that the policy also gets right."""
+    pairs = [(p, f) for p, f in zip(_flat(policy), _flat(full)) if f]
+    return _mean([p for p, _ in pairs]) if pairs else float("nan")
+
+
+TASK_TITLES = {"retrieval": "retrieval", "kl": "KL(full‖c)", "agree": "top-1 agree"}
+
+
+def task_title(t: str) -> str:
+    return TASK_TITLES.get(t, f"VT {t[2:]}-hop" if t.startswith("vt") else t)
+
+
+def per_context_losses(res: dict, L: str) -> dict[str, dict[str, list[float]]]:
+    """Per-context quality loss versus the full cache, per task and config: accuracy drop (questions of a context
+    averaged), KL, 1 - agreement. Contexts are aligned across configs (paired)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for task, by in res["acc"].get(L, {}).items():
+        full = [_mean(c) for c in by["full"]]
+        out[task] = {k: [f - _mean(c) for f, c in zip(full, v)] for k, v in by.items() if k != "full"}
+    fid = res["fidelity"].get(L)
+    if fid:
+        out["kl"] = {k: list(v) for k, v in fid["kl"].items()}
+        out["agree"] = {k: [1.0 - x for x in v] for k, v in fid["agree"].items()}
+    return out
+
+
+def ratio_with_ci(mine: list[float], ref: list[float], n_boot: int = 2000) -> str:
+    """``mean(mine) / mean(ref)`` with a 90% paired bootstrap interval over contexts; '-' when ``ref`` is ~0."""
+    if not ref or _mean(ref) <= 1e-9:
+        return "-"
+    rng = random.Random(0)
+    n, ratios = len(ref), []
+    for _ in range(n_boot):
+        idx = [rng.randrange(n) for _ in range(n)]
+        r = sum(ref[i] for i in idx)
+        if r > 1e-9:
+            ratios.append(sum(mine[i] for i in idx) / r)
+    ratios.sort()
+    lo, hi = ratios[int(0.05 * len(ratios))], ratios[int(0.95 * len(ratios)) - 1]
+    return f"{_mean(mine) / _mean(ref):.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def markdown_tables(res: dict) -> str:
+    m = res["meta"]
+    lines = []
+    for L in sorted(res["acc"].keys() | res["fidelity"].keys(), key=int):
+        by_task = res["acc"].get(L, {})
+        fid = res["fidelity"].get(L)
+        tasks = sorted(by_task)
+        n_ctx = {t: len(by_task[t]["full"]) for t in tasks}
+        n_q = {t: len(_flat(by_task[t]["full"])) for t in tasks}
+        desc = ", ".join(f"{task_title(t)}: {n_ctx[t]} contexts / {n_q[t]} questions" for t in tasks)
+        if fid:
+            desc += f", text: {len(next(iter(fid['kl'].values())))} contexts x {m['cont']} tokens"
+        lines.append(f"\n**L = {L} tokens** ({desc}). Accuracy cells: policy ± SE [full cache] (kept = share of the "
+                     "full cache's correct answers the policy keeps); KL in nats/token ± SE; agreement ± SE.\n")
+        head = ["policy", "keep"] + [task_title(t) for t in tasks] + (["KL(full‖c)", "top-1 agree"] if fid else [])
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for key in next(iter(by_task.values())) if by_task else fid["kl"]:
+            if key == "full":
+                continue
+            p, b = key.split("@")
+            row = [p, f"{float(b):.0%}"]
+            for t in tasks:
+                a, se = acc_stats(by_task[t][key])
+                fa = _mean(_flat(by_task[t]["full"]))
+                kept = kept_fraction(by_task[t][key], by_task[t]["full"])
+                row.append(f"{a:.2f} ± {se:.2f} [{fa:.2f}] kept {kept:.0%}")
+            if fid:
+                row.append(f"{_mean(fid['kl'][key]):.3f} ± {_se(fid['kl'][key]):.3f} [0]")
+                row.append(f"{_mean(fid['agree'][key]):.2f} ± {_se(fid['agree'][key]):.2f} [1]")
+            lines.append("| " + " | ".join(row) + " |")
+    # summary: loss at 20% relative to SnapKV
+    budget = 0.2
+    Ls = sorted(res["acc"].keys() | res["fidelity"].keys(), key=int)
+    pols = m["policies"]
+    if "snapkv" in pols and budget in m["budgets"]:
+        lines.append(f"\n**Quality loss at keep {budget:.0%} relative to SnapKV's** (loss = full-cache accuracy minus "
+                     "the policy's, KL, or 1 - agreement; ratio < 1 = less loss than SnapKV; [90% paired "
+                     "bootstrap interval over contexts]; '-' where SnapKV loses nothing measurable)\n")
+        cols = [(L, t) for L in Ls for t in per_context_losses(res, L)]
+        lines.append("| policy | " + " | ".join(f"{task_title(t)} L={L}" for L, t in cols) + " |")
+        lines.append("|" + "---|" * (len(cols) + 1))
+        for p in pols:
+            row = [p]
+            for L, t in cols:
+                lo = per_context_losses(res, L)[t]
+                ref, mine = lo.get(f"snapkv@{budget}"), lo.get(f"{p}@{budget}")
+                row.append("-" if ref is None or mine is None else ratio_with_ci(mine, ref))
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048])
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.1, 0.2, 0.4], help="fraction kept")
-    ap.add_argument("--policies", nargs="+", default=sorted(KV_POLICIES), choices=sorted(KV_POLICIES))
-    ap.add_argument("--trials", type=int, default=4, help="retrieval contexts per length")
+    ap.add_argument("--policies", nargs="+", default=list(KV_POLICIES), choices=sorted(KV_POLICIES))
+    ap.add_argument("--trials", type=int, default=4, help="retrieval and variable-tracking contexts per length")
     ap.add_argument("--text-trials", type=int, default=2, help="natural-text contexts per length")
-    ap.add_argument("--needles", type=int, default=2)
+    ap.add_argument("--needles", type=int, default=2, help="pass keys per retrieval context (0: no retrieval)")
+    ap.add_argument("--vt-chains", type=int, default=3, help="chains per variable-tracking context (0: none)")
+    ap.add_argument("--vt-hops", type=int, default=1, help="links per chain (VAR B = VAR A)")
     ap.add_argument("--cont", type=int, default=64, help="teacher-forced continuation tokens")
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated contexts")
     ap.add_argument("--out", default="")
+    ap.add_argument("--report", default="", help="print the tables of a saved result JSON and exit")
     args = ap.parse_args()
-    print_tables(run(args))
+    if args.report:
+        print(markdown_tables(json.loads(Path(args.report).read_text())))
+        return
+    print(markdown_tables(run(args)))
 
 
 if __name__ == "__main__":
