@@ -121,9 +121,40 @@ async def adapter_timings(session: aiohttp.ClientSession, url: str, root: Path, 
     return {"adapters": names, **{k: statistics.median(v) for k, v in timings.items()}}
 
 
-def print_tables(all_results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def transformers_baseline(args: argparse.Namespace) -> dict[int, dict[str, float]]:
+    """The same prompts through transformers' own ``generate`` in this process (no HTTP, no server): the floor
+    the server's time to first token and decode speed compare with."""
+    import torch
+
+    from cachesvc.hf_model import load_smollm2
+
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_smollm2()
+    out: dict[int, dict[str, float]] = {}
+    for length in args.lengths:
+        ids = tokenizer(filler(int(length * 0.6)), return_tensors="pt")["input_ids"]
+
+        def timed(n: int) -> float:
+            started = time.perf_counter()
+            with torch.inference_mode():
+                model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            return time.perf_counter() - started
+
+        first = statistics.median(timed(1) for _ in range(args.repeats))
+        full = statistics.median(timed(args.new_tokens) for _ in range(args.repeats))
+        out[length] = {"prompt_tokens": ids.shape[1], "ttft_s": first,
+                       "decode_tok_s": (args.new_tokens - 1) / max(full - first, 1e-9)}
+    return out
+
+
+def print_tables(all_results: list[dict[str, Any]], args: argparse.Namespace,
+                 baseline: dict[int, dict[str, float]] | None) -> None:
     print(f"\nstreamed greedy completions, {args.new_tokens} new tokens, median of {args.repeats}, "
           f"{args.threads} torch thread(s)")
+    if baseline:
+        print("transformers generate() in-process (baseline): " + ", ".join(
+            f"{b['prompt_tokens']} tok: TTFT {b['ttft_s']:.2f} s, decode {b['decode_tok_s']:.1f} tok/s"
+            for b in baseline.values()))
     print(f"{'policy':<20}{'prompt tok':>11}{'TTFT s':>9}{'decode tok/s':>14}{'KV kept':>9}{'KV MiB':>9}"
           f"{'peak RSS +MiB':>15}")
     for res in all_results:
@@ -140,14 +171,15 @@ def print_tables(all_results: list[dict[str, Any]], args: argparse.Namespace) ->
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    baseline = None if args.no_baseline else transformers_baseline(args)
     results = []
     for policy in args.policies:
         res = await run_config(args, None if policy == "none" else policy)
         results.append(res)
         print(json.dumps(res), flush=True)
-    print_tables(results, args)
+    print_tables(results, args, baseline)
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        Path(args.out).write_text(json.dumps({"baseline": baseline, "server": results}, indent=2))
 
 
 def main() -> None:
@@ -157,8 +189,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--policies", nargs="+", default=["none", "snapkv", "defensivekv", "layer_defensivekv"])
     ap.add_argument("--budget", type=float, default=0.2, help="fraction of the KV cache kept")
-    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--adapters", default="", help="folder of adapters made by `cachesvc make-adapters`")
+    ap.add_argument("--no-baseline", action="store_true", help="skip transformers' generate() baseline")
     ap.add_argument("--out", default="")
     asyncio.run(main_async(ap.parse_args()))
 

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--lora", metavar="NAME=PATH", action="append", help="load an adapter at start (repeat)")
     model.add_argument("--max-loras", type=int, metavar="N", help="adapters loaded at once (default 4)")
     model.add_argument("--max-queue", type=int, metavar="N", help="requests queued or running before 503 (default 64)")
-    model.add_argument("--threads", type=int, metavar="N", help="torch threads (default: half the CPUs)")
+    model.add_argument("--threads", type=int, metavar="N", help="torch threads (default: every CPU)")
     model.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     model.add_argument("--port", type=int, help="port to listen on (default 8000)")
     model.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
