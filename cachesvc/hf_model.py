@@ -125,8 +125,10 @@ def load_gguf(
     for item in tmp.iterdir():
         item.replace(target / item.name)
     tmp.rmdir()
-    model.eval()
-    return model, tokenizer
+    del model
+    # Reload the saved copy, so that the first load and later ones give the same model (its name_or_path, which
+    # peft reads when saving adapters, names the copy, not the GGUF's package).
+    return _load_folder(target, attn_implementation)
 
 
 def _load_folder(path: Path, attn_implementation: str) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
