@@ -8,6 +8,7 @@ between two tokens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -179,7 +180,8 @@ class ModelEngine:
                 else:
                     self._run_generation(job)
             finally:
-                job.loop.call_soon_threadsafe(self._done)
+                with contextlib.suppress(RuntimeError):  # the event loop is already closed (shutdown)
+                    job.loop.call_soon_threadsafe(self._done)
 
     def _done(self) -> None:
         self._pending -= 1

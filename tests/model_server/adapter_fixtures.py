@@ -38,8 +38,8 @@ def trained_adapters(smollm2: tuple[torch.nn.Module, object], tmp_path_factory: 
     for domain, rank, targets in ADAPTER_SPECS:
         train, heldout = split(domain_texts(domain, limit=CORPUS_LIMIT))
         train_lora_adapter(
-            model, tokenizer, train, root / domain, rank=rank, alpha=2 * rank, target_modules=targets, steps=3,
-            lr=1e-2, seq_len=SEQ_LEN, batch_size=2, layers=TRAIN_LAYERS, heldout=heldout, eval_windows=1,
+            model, tokenizer, train, root / domain, rank=rank, alpha=2 * rank, target_modules=targets, steps=8,
+            lr=5e-3, seq_len=SEQ_LEN, batch_size=2, layers=TRAIN_LAYERS, heldout=heldout, eval_windows=1,
         )
         adapters[domain] = root / domain
     return adapters

@@ -48,17 +48,17 @@ def loss_table(smollm2: tuple[nn.Module, object], trained_adapters: dict[str, Pa
     for row in [None, *trained_adapters]:
         with registry.active(row) as active:
             table[row or "base"] = {d: heldout_loss(active, tokenizer, heldout_texts(d), seq_len=SEQ_LEN,
-                                                    max_windows=2) for d in trained_adapters}
+                                                    max_windows=4) for d in trained_adapters}
     return table
 
 
 @pytest.mark.parametrize("domain", ["code", "legal"])
 def test_adapter_helps_its_own_domain_most(domain: str, loss_table: dict[str, dict[str, float]]) -> None:
+    # Any fine-tune on text helps a little everywhere (and the licence corpus depends on the installed packages),
+    # so specialisation is judged between adapters: on its own domain, an adapter beats the base and the other one.
     other = "legal" if domain == "code" else "code"
-    own_gain = loss_table["base"][domain] - loss_table[domain][domain]
-    other_gain = loss_table["base"][other] - loss_table[domain][other]
-    assert own_gain > 0.01, loss_table
-    assert own_gain > other_gain, loss_table
+    assert loss_table["base"][domain] - loss_table[domain][domain] > 0.01, loss_table
+    assert loss_table[domain][domain] < loss_table[other][domain], loss_table
 
 
 def test_training_leaves_the_model_untouched_and_saves_a_standard_adapter(
