@@ -255,3 +255,25 @@ async def test_metrics_count_tokens_and_requests(server: TestServer, client: ope
     assert float(lines["cachesvc_model_prompt_tokens_total"]) == done.usage.prompt_tokens
     assert float(lines[f'cachesvc_model_requests_total{{finish_reason="length",model="{MODEL}"}}']) == 1
     assert float(lines["cachesvc_model_time_to_first_token_seconds_count"]) == 1
+
+
+async def test_a_model_that_fails_to_load_is_reported_not_hidden(tmp_path: Any) -> None:
+    config = ModelServerConfig(model=str(tmp_path / "no-such-model"))
+    app = create_model_server_app(config)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        engine = app[ENGINE]
+        for _ in range(200):  # bounded: 10 s
+            if engine.status != "loading":
+                break
+            await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{server.port}/healthz") as r:
+                state = await r.json()
+                assert r.status == 503 and state["status"] == "failed" and "no-such-model" in state["error"]
+            body = {"model": "no-such-model", "prompt": "x"}
+            async with http.post(base_url(server) + "/completions", json=body) as r:
+                assert r.status == 503 and (await r.json())["error"]["code"] == "model_load_failed"
+    finally:
+        await server.close()
