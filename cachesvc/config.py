@@ -175,8 +175,8 @@ class ModelServerConfig:
     max_model_len: int | None = None  # default: the model's max_position_embeddings
     default_max_tokens: int = 512  # when a request sets no max_tokens (vLLM would use the whole context)
     default_temperature: float | None = None  # None: the model's generation_config, else 1.0 (as OpenAI)
-    # torch intra-op threads; default: every CPU (1,024-token prefill 1.85x faster with 2 than 1 on 2 cores). On a
-    # machine shared with other busy work use fewer: OpenMP threads spin, and lose badly to a busy neighbour.
+    # torch intra-op threads; default: every CPU (prefill parallelises well). On a machine shared with other busy
+    # work use fewer: OpenMP threads spin, and lose badly to a busy neighbour.
     threads: int | None = None
 
     def validate(self, key: str) -> None:

@@ -145,7 +145,7 @@ async def list_models(request: web.Request) -> web.Response:
               "root": engine.config.model, "parent": None, "max_model_len": engine.max_model_len or None}]
     registry = engine.registry
     for name in engine.adapter_names():
-        with contextlib.suppress(KeyError):
+        with contextlib.suppress(RequestError):  # unloaded since names() was read
             info = registry.info(name)
             cards.append({"id": name, "object": "model", "created": created, "owned_by": "cachesvc",
                           "root": info.path, "parent": engine.model_name, "max_model_len": engine.max_model_len})

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from cachesvc.config import ModelServerConfig
 from cachesvc.errors import RequestError
-from cachesvc.model_server.generation import Event, Finished, generate
+from cachesvc.model_server.generation import Finished, generate
 from cachesvc.model_server.protocol import CompletionRequest
 
 log = logging.getLogger("cachesvc.model_server")
@@ -268,5 +268,3 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
         ids.add(int(tokenizer.eos_token_id))
     return frozenset(ids)
 
-
-__all__ = ["ModelEngine", "GenerationJob", "Event", "build_policy", "model_not_found"]

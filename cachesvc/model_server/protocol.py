@@ -31,7 +31,7 @@ class CompletionRequest:
     def prompt_ids(self, tokenizer: Any) -> list[int]:
         if self.messages is not None:
             encoded = tokenizer.apply_chat_template(list(self.messages), add_generation_prompt=True)
-            return list(encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded)
+            return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
         if isinstance(self.prompt, tuple):
             return list(self.prompt)
         return list(tokenizer(self.prompt, add_special_tokens=True)["input_ids"])
