@@ -160,6 +160,21 @@ def answers_exactly(model, cache, q_ids, a_ids, start_pos: int) -> bool:
     return bool((pred == a_ids[0]).all())
 
 
+def policy_spec(spec: str) -> tuple[str, dict[str, float]]:
+    """``name`` or ``name:field=value,field=value`` (an ablation, e.g. ``defensivekv:critical_mass=0``)."""
+    name, _, rest = spec.partition(":")
+    if name not in KV_POLICIES:
+        raise argparse.ArgumentTypeError(f"unknown policy {name!r}; known: {', '.join(sorted(KV_POLICIES))}")
+    fields = {}
+    for item in filter(None, rest.split(",")):
+        field, eq, value = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"{spec!r}: expected field=value, got {item!r}")
+        fields[field] = float(value)
+    make_policy(name, **fields)  # unknown fields and bad values fail here, before any work
+    return name, fields
+
+
 def config_keys(args) -> list[tuple[str, str | None, float | None]]:
     return [("full", None, None)] + [(f"{p}@{b}", p, b) for p in args.policies for b in args.budgets]
 
@@ -169,7 +184,9 @@ def compressed_caches(model, full, captured, args):
     for key, p, b in config_keys(args):
         cache = fork(full)
         if p is not None:
-            compress_cache(model, cache, make_policy(p, compression_ratio=1.0 - b, window_size=args.window), captured)
+            name, fields = policy_spec(p)
+            policy = make_policy(name, compression_ratio=1.0 - b, window_size=args.window, **fields)
+            compress_cache(model, cache, policy, captured)
         yield key, cache
 
 
@@ -360,7 +377,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048])
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.1, 0.2, 0.4], help="fraction kept")
-    ap.add_argument("--policies", nargs="+", default=list(KV_POLICIES), choices=sorted(KV_POLICIES))
+    ap.add_argument("--policies", nargs="+", default=list(KV_POLICIES),
+                    help="registered names, or name:field=value,... for an ablation (defensivekv:critical_mass=0)")
     ap.add_argument("--trials", type=int, default=4, help="retrieval and variable-tracking contexts per length")
     ap.add_argument("--text-trials", type=int, default=2, help="natural-text contexts per length")
     ap.add_argument("--needles", type=int, default=2, help="pass keys per retrieval context (0: no retrieval)")
@@ -373,6 +391,11 @@ def main() -> None:
     ap.add_argument("--out", default="")
     ap.add_argument("--report", default="", help="print the tables of a saved result JSON and exit")
     args = ap.parse_args()
+    for spec in args.policies:
+        try:
+            policy_spec(spec)
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            ap.error(f"--policies {spec}: {exc}")
     if args.report:
         print(markdown_tables(json.loads(Path(args.report).read_text())))
         return

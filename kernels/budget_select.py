@@ -1,14 +1,13 @@
-"""Budget selection for KV eviction: head-wise top-k within a layer, and layer budgets (Layer-DefensiveKV).
+"""Budget selection for KV eviction: head-wise top-k within a layer, and one top-k across layers (Layer-DefensiveKV).
 
-Both are a single ``torch.topk`` on device, with no host-device sync inside loops (``layer_budgets`` syncs
-once, at the end, to return Python ints).
+Both run on device (one top-k, one stable sort), with no host-device sync.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["headwise_keep_mask", "layer_budgets"]
+__all__ = ["global_keep_masks", "headwise_keep_mask"]
 
 
 def headwise_keep_mask(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
@@ -30,14 +29,13 @@ def headwise_keep_mask(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
     return mask.reshape(b, h, n)
 
 
-def layer_budgets(layer_scores: list[torch.Tensor], n_keep_total: int) -> list[int]:
-    """How many entries each layer keeps under one global top-k over all layers (Layer-DefensiveKV).
+def global_keep_masks(layer_scores: list[torch.Tensor], n_keep: int) -> list[torch.Tensor]:
+    """Keep masks of one top-k over every layer's flattened scores, per batch element (Layer-DefensiveKV).
 
-    ``layer_scores[l]`` is ``[b, H_kv_l, n_l]``. Per batch element, the ``n_keep_total`` highest scores over all
-    layers' flattened scores are chosen and counted per layer. The returned budget of a layer is the **max over
-    the batch** of its count, so with ``b == 1`` the budgets sum exactly to ``n_keep_total``; with ``b > 1`` they
-    sum to at least ``n_keep_total`` (each element gets at least its own share; a cache layout with one budget
-    per layer cannot give different elements different budgets). Each budget is at most ``H_kv_l * n_l``.
+    ``layer_scores[l]`` is ``[b, H_kv_l, n_l]``; the masks have the same shapes, and each batch element keeps its own
+    ``n_keep`` highest scores over all layers together (ties: the earlier layer, head and slot), so layers (and
+    heads) get unequal budgets. ``-inf`` scores
+    (padding slots of an already pruned layer) are never kept: a row with fewer finite scores keeps all of them.
     """
     if not layer_scores:
         raise ValueError("layer_scores is empty")
@@ -46,16 +44,14 @@ def layer_budgets(layer_scores: list[torch.Tensor], n_keep_total: int) -> list[i
         if s.dim() != 3 or s.shape[0] != b:
             raise ValueError(f"layer_scores[{i}] must be [b={b}, H_kv, n], got {tuple(s.shape)}")
     sizes = [s.shape[1] * s.shape[2] for s in layer_scores]
-    total = sum(sizes)
-    if not 0 <= n_keep_total <= total:
-        raise ValueError(f"n_keep_total must be in [0, {total}], got {n_keep_total}")
-    if n_keep_total == 0:
-        return [0] * len(layer_scores)
+    if not 0 <= n_keep <= sum(sizes):
+        raise ValueError(f"n_keep must be in [0, {sum(sizes)}], got {n_keep}")
     dev = layer_scores[0].device
     flat = torch.cat([s.reshape(b, -1).float().to(dev) for s in layer_scores], dim=1)       # [b, total]
-    idx = flat.topk(n_keep_total, dim=-1, sorted=False).indices
-    bounds = torch.tensor(sizes, device=dev).cumsum(0)
-    layer_of = torch.bucketize(idx, bounds, right=True)                                     # [b, k]
-    counts = torch.zeros(b, len(sizes), dtype=torch.long, device=dev)
-    counts.scatter_add_(1, layer_of, torch.ones_like(layer_of))
-    return [int(c) for c in counts.amax(0).tolist()]
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    if n_keep:
+        # A stable sort, not topk: among equal scores the earlier (layer, head, slot) wins, so a selection streamed
+        # over the layers (candidates concatenated in the same order) breaks ties exactly as one over every layer.
+        mask.scatter_(1, flat.sort(dim=-1, descending=True, stable=True).indices[:, :n_keep], True)
+        mask &= flat > float("-inf")
+    return [m.reshape(s.shape) for m, s in zip(mask.split(sizes, dim=1), layer_scores)]

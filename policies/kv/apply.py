@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .base import KVPolicy, ScoreInputs
+from .global_pool import GlobalBudgetPool
 from .layout import VALID_ATTR, gather_kept, headwise_attention_mask
 
 
@@ -107,8 +108,8 @@ class _Compressor:
         self.modules = attention_modules(model)
         self.n_layers = len(self.modules)
         self.attn_impl = getattr(model.config, "_attn_implementation", "sdpa")
-        # Layer-DefensiveKV: (cache layer, scores) per layer until every layer is scored (no hidden states kept).
-        self.pending: dict[int, tuple[object, torch.Tensor]] = {}
+        # Layer-DefensiveKV: the layers scored so far during this prefill, cut to the global top-k as it goes.
+        self.pool: GlobalBudgetPool | None = None
 
     # -- prefill hook -------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -132,27 +133,50 @@ class _Compressor:
         inputs = ScoreInputs(module, hidden, layer.keys, layer.values, queries, w)
         scores = policy.score(inputs).float()
         if policy.global_budget:
-            self.pending[module.layer_idx] = (layer, scores)
-            if len(self.pending) == self.n_layers:
-                self._prune_global()
+            self._pool_layer(module.layer_idx, layer, scores, q_len)
             return None
         self._prune(module.layer_idx, layer, scores, policy.select(scores), q_len)
         return None
 
-    def _prune_global(self) -> None:
-        from cachesvc.kernels.budget_select import layer_budgets
+    def _pool_layer(self, idx: int, layer, scores: torch.Tensor, q_len: int) -> None:  # noqa: ANN001
+        if self.pool is not None and any(p.index == idx for p in self.pool.layers):
+            self.pool = None  # a new prefill began before the last one finished (it raised): start over
+        if self.pool is None:
+            n_keep = self.policy.prefix_budget(q_len) * scores.shape[1] * self.n_layers
+            self.pool = GlobalBudgetPool(n_keep, self.policy.window_size, self.policy.prefill_pool)
+        self.pool.add(idx, layer, scores, q_len, record=self.record)
+        if len(self.pool.layers) == self.n_layers:
+            self._finish_pool()
 
-        order = sorted(self.pending)
-        entries = [self.pending[i] for i in order]
-        q_len = entries[0][1].shape[-1] + self.policy.window_size
-        total = sum(self.policy.prefix_budget(q_len) * s.shape[1] for _, s in entries)
-        budgets = layer_budgets([s for _, s in entries], total)
-        for idx, (layer, scores), n_keep in zip(order, entries, budgets):
-            self._prune(idx, layer, scores, self.policy.select(scores, n_keep), q_len)
-        self.pending.clear()
+    def _finish_pool(self) -> None:
+        """Every layer is scored: the last cut leaves exactly the global top-k; record what each layer kept."""
+        self.pool.cut()
+        w = self.policy.window_size
+        for p in self.pool.layers:
+            held = torch.isfinite(p.scores)
+            b, h, m = held.shape
+            positions = p.positions
+            if positions is None:
+                positions = torch.arange(m + w, device=held.device).expand(b, h, m + w)
+            keep = None
+            if self.record:
+                n = p.q_len - w
+                slots = positions[..., :m]
+                keep = torch.zeros(b, h, n + 1, dtype=torch.bool, device=held.device)
+                keep.scatter_(-1, torch.where(slots >= 0, slots, n), True)
+                keep = keep[..., :n]
+            self.report.layers[p.index] = LayerRecord(
+                q_len=p.q_len,
+                kept_per_head=held.sum(-1) + w,
+                stored_len=p.layer.keys.shape[-2],
+                positions=positions,
+                scores=p.full_scores,
+                keep=keep,
+            )
+        self.pool = None
 
     def _prune(self, idx: int, layer, scores: torch.Tensor, keep: torch.Tensor, q_len: int) -> None:  # noqa: ANN001
-        keys, values, valid, positions = gather_kept(layer.keys, layer.values, keep, self.policy.window_size)
+        keys, values, valid, positions, _ = gather_kept(layer.keys, layer.values, keep, self.policy.window_size)
         layer.keys, layer.values = keys, values
         setattr(layer, VALID_ATTR, valid)
         self.report.layers[idx] = LayerRecord(
@@ -206,7 +230,7 @@ def compress(model: torch.nn.Module, policy: KVPolicy, *, record_scores: bool = 
     finally:
         for h in handles:
             h.remove()
-        comp.pending.clear()
+        comp.pool = None
 
 
 @contextmanager

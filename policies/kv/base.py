@@ -8,8 +8,8 @@ Budget modes (class attributes, overridable per instance through the dataclass f
 
 - per-head (``headwise=False``): every KV head keeps the same number of prefix entries (its own top-k);
 - head-wise (``headwise=True``): one top-k over all heads of the layer decides the heads' budgets (AdaKV);
-- global (``global_budget=True``): one top-k over all layers decides the layers' budgets (Layer-DefensiveKV),
-  then each layer is selected head-wise.
+- global (``global_budget=True``): one top-k over all layers and heads of each batch row (Layer-DefensiveKV),
+  streamed over the layers during prefill by :mod:`.global_pool`.
 """
 
 from __future__ import annotations
@@ -99,16 +99,12 @@ class KVPolicy:
         return q_len > self.window_size and self.prefix_budget(q_len) < q_len - self.window_size
 
     # -- selection ---------------------------------------------------------------------------------------------
-    def select(self, scores: torch.Tensor, n_keep_layer: int | None = None) -> torch.Tensor:
-        """Keep mask ``[b, kv_heads, n]`` for one layer.
-
-        ``n_keep_layer`` is the number of prefix entries the layer keeps over all its heads (per batch row);
-        by default ``prefix_budget * kv_heads``. Per-head policies split it equally.
-        """
+    def select(self, scores: torch.Tensor) -> torch.Tensor:
+        """Keep mask ``[b, kv_heads, n]`` for one layer: ``prefix_budget * kv_heads`` entries per batch row, split
+        equally between heads, or by one top-k over the layer's heads for head-wise policies. (Global policies
+        are selected across layers by :mod:`.global_pool` instead.)"""
         b, h, n = scores.shape
-        if n_keep_layer is None:
-            n_keep_layer = self.prefix_budget(n + self.window_size) * h
-        n_keep_layer = max(0, min(int(n_keep_layer), h * n))
+        n_keep_layer = min(self.prefix_budget(n + self.window_size) * h, h * n)
         if self.headwise or self.global_budget:
             from cachesvc.kernels.budget_select import headwise_keep_mask
 

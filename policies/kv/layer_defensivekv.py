@@ -2,13 +2,15 @@
 
 Feng et al., "Taming the Fragility of KV Cache Eviction in LLM Inference", ICLR 2026, arXiv 2510.13334.
 
-The split needs every layer's scores, so layers are pruned after the last layer's attention has run during
-prefill: the full cache of every layer is held at once, and peak memory does **not** drop (only the memory after
-prefill does). The ``compress`` context handles this through ``global_budget``.
+The reference waits for the last layer's scores and so holds every layer's full cache at once. Here layers join a
+candidate pool as they are prefilled and the pool is cut to the global top-k whenever it holds more than
+``prefill_pool`` times the final budget (:mod:`.global_pool`): the same entries are kept, and peak memory drops with
+the budget too.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,6 +19,17 @@ from .defensivekv import DefensiveKVPolicy
 
 @dataclass
 class LayerDefensiveKVPolicy(DefensiveKVPolicy):
-    """DefensiveKV with global (cross-layer) budget allocation."""
+    """DefensiveKV with global (cross-layer) budget allocation.
+
+    ``prefill_pool``: candidate entries held during prefill, as a multiple of the final budget (>= 1; the kept
+    entries are the same for every value; higher means fewer re-gathers, ``inf`` holds every layer whole).
+    """
+
+    prefill_pool: float = 1.5
 
     global_budget: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if math.isnan(self.prefill_pool) or self.prefill_pool < 1.0:
+            raise ValueError(f"prefill_pool must be >= 1, got {self.prefill_pool}")

@@ -16,38 +16,60 @@ Memory: a layer stores ``max_head_budget + w`` entries per head instead of ``q_l
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 VALID_ATTR = "kv_valid"
 
 
+class KeptLayout(NamedTuple):
+    """A gathered layer: ``keys``/``values`` ``[b, h, m + w, d]``; ``valid`` ``[b, h, m + w]`` (``None`` when no
+    slot is padding); ``positions`` the original position of every slot (``-1`` = padding); ``order`` ``[b, h, m]``
+    the input slot each kept slot came from (to gather per-slot data such as scores alongside)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    valid: torch.Tensor | None
+    positions: torch.Tensor
+    order: torch.Tensor
+
+
 def gather_kept(
-    keys: torch.Tensor, values: torch.Tensor, keep: torch.Tensor, window_size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    keep: torch.Tensor,
+    window_size: int,
+    positions: torch.Tensor | None = None,
+) -> KeptLayout:
     """Gather the kept prefix entries of one layer and append the window.
 
-    ``keys``/``values``: ``[b, h, n + w, d]``; ``keep``: bool ``[b, h, n]``.
-    Returns ``(keys, values, valid, positions)``: the new tensors ``[b, h, m + w, d]`` with ``m`` the largest
-    per-head count, ``valid`` (``None`` when every head keeps the same count, i.e. no padding) and
-    ``positions`` ``[b, h, m + w]`` the original position of every stored slot (``-1`` for padding).
+    ``keys``/``values``: ``[b, h, n + w, d]``; ``keep``: bool ``[b, h, n]``. ``positions`` ``[b, h, n + w]`` gives
+    the original positions of the input slots when the layer was gathered before (default: slot ``i`` is position
+    ``i``); padding slots must not be kept. ``m`` is the largest per-head count; ``valid`` is ``None`` when every
+    head keeps the same count.
     """
     b, h, n = keep.shape
     counts = keep.sum(-1)
     m = int(counts.max()) if counts.numel() else 0
     pos = torch.arange(n, device=keep.device)
-    # Kept positions first, in order; dropped ones after them (n + pos keeps them sorted too).
+    # Kept slots first, in order; dropped ones after them (n + pos keeps them sorted too).
     order = torch.where(keep, pos, pos + n).argsort(dim=-1)[..., :m]
     d = keys.shape[-1]
     idx = order.unsqueeze(-1).expand(b, h, m, d)
     new_keys = torch.cat([keys[:, :, :n].gather(2, idx), keys[:, :, n:]], dim=2).contiguous()
     new_values = torch.cat([values[:, :, :n].gather(2, idx), values[:, :, n:]], dim=2).contiguous()
     slot_valid = torch.arange(m, device=keep.device) < counts.unsqueeze(-1)
-    win_pos = torch.arange(n, n + window_size, device=keep.device).expand(b, h, window_size)
-    positions = torch.cat([torch.where(slot_valid, order, -1), win_pos], dim=-1)
+    if positions is None:
+        slot_pos = order
+        win_pos = torch.arange(n, n + window_size, device=keep.device).expand(b, h, window_size)
+    else:
+        slot_pos, win_pos = positions[..., :n].gather(-1, order), positions[..., n:]
+    new_positions = torch.cat([torch.where(slot_valid, slot_pos, -1), win_pos], dim=-1)
     if bool((counts == m).all()):
-        return new_keys, new_values, None, positions
+        return KeptLayout(new_keys, new_values, None, new_positions, order)
     valid = torch.cat([slot_valid, torch.ones(b, h, window_size, dtype=torch.bool, device=keep.device)], dim=-1)
-    return new_keys, new_values, valid, positions
+    return KeptLayout(new_keys, new_values, valid, new_positions, order)
 
 
 def headwise_attention_mask(

@@ -1,11 +1,11 @@
-"""Head-wise keep mask and Layer-DefensiveKV budgets."""
+"""Head-wise keep mask and the global (cross-layer) keep masks of Layer-DefensiveKV."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cachesvc.kernels.budget_select import headwise_keep_mask, layer_budgets
+from cachesvc.kernels.budget_select import global_keep_masks, headwise_keep_mask
 
 
 @pytest.mark.parametrize("b,h,n,k", [(1, 4, 37, 20), (2, 8, 61, 100), (3, 2, 5, 10), (2, 4, 9, 0), (1, 1, 7, 7)])
@@ -32,33 +32,53 @@ def test_headwise_mask_rejects_bad_budget():
         headwise_keep_mask(torch.randn(1, 2, 3), 7)
 
 
-def test_layer_budgets_sum_to_total_and_follow_the_global_top_k():
-    layers = [torch.randn(1, 4, 30), torch.randn(1, 2, 50) + 1.0, torch.randn(1, 8, 10) - 1.0]
+def _masks_and_scores(layers, total):
+    masks = global_keep_masks(layers, total)
+    assert [m.shape for m in masks] == [s.shape for s in layers]
+    assert all(m.dtype == torch.bool for m in masks)
+    return masks
+
+
+def test_global_masks_keep_each_rows_top_k_over_all_layers():
+    layers = [torch.randn(3, 4, 30), torch.randn(3, 2, 50) + 1.0, torch.randn(3, 8, 10) - 1.0]
     total = 70
-    budgets = layer_budgets(layers, total)
-    assert sum(budgets) == total
-    flat = torch.cat([s.reshape(-1) for s in layers])
-    threshold = flat.topk(total).values.min()
-    assert budgets == [int((s >= threshold).sum()) for s in layers]
-    for s, k in zip(layers, budgets):
-        assert 0 <= k <= s[0].numel()
+    masks = _masks_and_scores(layers, total)
+    for bi in range(3):
+        flat = torch.cat([s[bi].reshape(-1) for s in layers])
+        kept = torch.cat([m[bi].reshape(-1) for m in masks])
+        assert int(kept.sum()) == total
+        assert flat[kept].min() > flat[~kept].max()          # random floats: no ties
+    # rows choose independently: the per-layer counts differ between rows
+    counts = torch.stack([m.sum(dim=(1, 2)) for m in masks], dim=1)
+    assert counts.sum(1).tolist() == [total] * 3
+    assert counts.unique(dim=0).shape[0] > 1
 
 
-def test_layer_budgets_batch_takes_the_max_per_layer():
-    layers = [torch.randn(3, 2, 20), torch.randn(3, 4, 7)]
-    total = 25
-    budgets = layer_budgets(layers, total)
-    per_element = [layer_budgets([s[bi:bi + 1] for s in layers], total) for bi in range(3)]
-    assert all(sum(p) == total for p in per_element)
-    assert budgets == [max(p[i] for p in per_element) for i in range(len(layers))]
-    assert sum(budgets) >= total
+def test_global_masks_never_keep_padding():
+    a = torch.randn(1, 2, 6)
+    a[0, 1, 1:] = float("-inf")                               # a pruned layer's padding slots
+    b = torch.randn(1, 1, 4)
+    masks = global_keep_masks([a, b], 12)                     # more than the 7 + 4 finite entries
+    assert not masks[0][0, 1, 1:].any()
+    assert int(masks[0].sum() + masks[1].sum()) == 11
 
 
-def test_layer_budgets_edges():
+def test_global_masks_break_ties_by_order():
+    """Equal scores at the cut: the earlier layer (then head, then slot) wins, whatever the layers' sizes."""
+    a = torch.tensor([[[0.5, 0.2, 0.2], [0.2, 0.9, 0.1]]])
+    b = torch.tensor([[[0.2, 0.2, 0.7, 0.2]]])
+    masks = global_keep_masks([a, b], 5)                      # 0.9, 0.7, 0.5, then two of the six 0.2s
+    assert masks[0].tolist() == [[[True, True, True], [False, True, False]]]
+    assert masks[1].tolist() == [[[False, False, True, False]]]
+
+
+def test_global_masks_edges():
     layers = [torch.randn(1, 2, 3), torch.randn(1, 1, 4)]
-    assert layer_budgets(layers, 0) == [0, 0]
-    assert layer_budgets(layers, 10) == [6, 4]
+    assert [int(m.sum()) for m in global_keep_masks(layers, 0)] == [0, 0]
+    assert [int(m.sum()) for m in global_keep_masks(layers, 10)] == [6, 4]
     with pytest.raises(ValueError):
-        layer_budgets(layers, 11)
+        global_keep_masks(layers, 11)
     with pytest.raises(ValueError):
-        layer_budgets([], 1)
+        global_keep_masks([], 1)
+    with pytest.raises(ValueError):
+        global_keep_masks([torch.randn(1, 2, 3), torch.randn(2, 2, 3)], 1)

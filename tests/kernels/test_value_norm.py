@@ -1,11 +1,12 @@
-"""value_norm: Triton kernel vs torch reference (batch > 1 included), and the reference vs a loop."""
+"""value_norm: Triton kernel and the chunked CPU path vs the torch reference (batch > 1 included), and the
+reference vs a loop."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cachesvc.kernels.value_norm import value_norm, value_norm_reference
+from cachesvc.kernels.value_norm import value_norm, value_norm_chunked, value_norm_reference
 
 from ._assert import assert_close
 
@@ -56,6 +57,15 @@ def test_reference_matches_loop():
                     norms.append((v[bi, kv, i] @ w_oh).abs().sum())
                 expected[bi, kv, i] = sum(norms) / g
     assert_close(ref, expected, atol=1e-5, rtol=1e-5, name="reference vs loop")
+
+
+@pytest.mark.parametrize("L,chunk", [(1, 4), (37, 8), (64, 16), (65, 16), (300, 256)])
+def test_chunked_cpu_path_matches_reference(L, chunk):
+    """The CPU path (no Triton) computes the reference's numbers block by block, the last block partial."""
+    v = torch.randn(2, 2, L, 16, dtype=torch.float16)
+    w = torch.randn(40, 2 * 3 * 16, dtype=torch.float16) * 0.1
+    assert_close(value_norm_chunked(v, w, 3, chunk=chunk), value_norm_reference(v, w, 3), atol=1e-4, rtol=1e-5,
+                 name=f"L={L} chunk={chunk}")
 
 
 def test_bad_shapes():

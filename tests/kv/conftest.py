@@ -7,13 +7,13 @@ from transformers import LlamaConfig, LlamaForCausalLM
 VOCAB = 97
 
 
-def tiny_model(attn_implementation: str = "sdpa") -> LlamaForCausalLM:
+def tiny_model(attn_implementation: str = "sdpa", layers: int = 2) -> LlamaForCausalLM:
     torch.manual_seed(0)
     cfg = LlamaConfig(
         vocab_size=VOCAB,
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=16,
