@@ -257,6 +257,32 @@ def run(args) -> dict:
     return res
 
 
+def critical_share(args) -> str:
+    """Markdown table: the share of the kept prefix entries that the critical stage forces (scored ``MUST_KEEP``),
+    for the policies that have one, on one documentation context per length (``--critical-share``)."""
+    from cachesvc.policies.kv.base import MUST_KEEP
+
+    torch.set_num_threads(args.threads)
+    model, tok = load_smollm2()
+    text_ids = tok(doc_text(), add_special_tokens=False).input_ids
+    rng = random.Random(args.seed)
+    names = [n for n in ("criticalkv", "defensivekv", "layer_defensivekv") if n in args.policies]
+    lines = ["| L | keep | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
+    for L in args.lengths:
+        start = rng.randrange(0, len(text_ids) - L)
+        full, captured = prefill(model, torch.tensor([text_ids[start:start + L]]))
+        for b in args.budgets:
+            cells = []
+            for name in names:
+                policy = make_policy(name, compression_ratio=1.0 - b, window_size=args.window)
+                report = compress_cache(model, fork(full), policy, captured, record_scores=True)
+                forced = sum(int(((r.scores >= MUST_KEEP) & r.keep).sum()) for r in report.layers.values())
+                kept = sum(int(r.keep.sum()) for r in report.layers.values())
+                cells.append(f"{forced / kept:.0%}")
+            lines.append(f"| {L:,} | {b:.0%} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------------------- report
 def _flat(per_ctx: list[list[int]]) -> list[int]:
     return [x for c in per_ctx for x in c]
@@ -390,6 +416,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated contexts")
     ap.add_argument("--out", default="")
     ap.add_argument("--report", default="", help="print the tables of a saved result JSON and exit")
+    ap.add_argument("--critical-share", action="store_true",
+                    help="only print the share of kept entries forced by the critical stage, then exit")
     args = ap.parse_args()
     for spec in args.policies:
         try:
@@ -398,6 +426,9 @@ def main() -> None:
             ap.error(f"--policies {spec}: {exc}")
     if args.report:
         print(markdown_tables(json.loads(Path(args.report).read_text())))
+        return
+    if args.critical_share:
+        print(critical_share(args))
         return
     print(markdown_tables(run(args)))
 

@@ -26,14 +26,13 @@ from .layout import VALID_ATTR, gather_kept
 class PooledLayer:
     """One scored layer in the pool. ``scores`` ``[b, h, m]`` cover the stored prefix slots (``-inf`` on padding);
     ``positions`` ``[b, h, m + w]`` are the slots' original positions (``None`` while the layer is whole);
-    ``valid`` is the padding mask of the last cut (``None``: no padding); ``full_scores`` only when recording."""
+    ``full_scores`` only when recording."""
 
     index: int
     layer: object
     q_len: int
     scores: torch.Tensor
     positions: torch.Tensor | None = None
-    valid: torch.Tensor | None = None
     full_scores: torch.Tensor | None = None
 
     def held(self) -> torch.Tensor:
@@ -70,7 +69,7 @@ class GlobalBudgetPool:
             m = g.order.shape[-1]
             slot_valid = g.positions[..., :m] >= 0
             p.scores = torch.where(slot_valid, p.scores.gather(-1, g.order), float("-inf"))
-            p.positions, p.valid = g.positions, g.valid
+            p.positions = g.positions
             setattr(p.layer, VALID_ATTR, g.valid)
 
     def held_entries(self) -> int:
