@@ -55,6 +55,7 @@ def worker(config: str, length: int, budget: float, threads: int) -> dict[str, o
 
     from cachesvc.hf_model import load_smollm2
     from cachesvc.policies.kv import compress, make_policy
+    from cachesvc.policies.kv.ragged_layer import held_bytes
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_kv_quality import doc_text
@@ -81,7 +82,7 @@ def worker(config: str, length: int, budget: float, threads: int) -> dict[str, o
             positions = [report.layers[i].positions for i in sorted(report.layers)]
     elapsed = time.perf_counter() - started
     peak = _status_mib("VmHWM")
-    held = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    held = sum(held_bytes(layer) for layer in cache.layers)
     digest = hashlib.sha256()
     for pos in positions:  # the kept entries of every head, as sets (slot order is the layout's business)
         digest.update(pos.sort(dim=-1).values.numpy().tobytes())

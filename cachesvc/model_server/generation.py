@@ -13,12 +13,13 @@ from cachesvc.model_server.sampling import SamplingParams, TokenSampler
 from cachesvc.model_server.text_stream import IncrementalDecoder, StopStringMatcher
 from cachesvc.policies.kv import KVPolicy, compress
 from cachesvc.policies.kv.apply import attention_modules
+from cachesvc.policies.kv.ragged_layer import held_bytes
 
 
 @dataclass
 class KVUsage:
     """How much of the prompt's KV cache was kept: entries are (layer, KV head, position) triples; bytes are what
-    the cache really holds after prefill (keys and values, padding of head-wise layouts included)."""
+    the cache really holds after prefill (keys and values; head-wise layouts are stored packed, plus a slot map)."""
 
     policy: str | None
     budget: float | None
@@ -65,14 +66,14 @@ def kv_usage(cache: object, model: torch.nn.Module, prompt_len: int, policy: str
     layers = cache.layers  # type: ignore[attr-defined]
     n_layers = len(attention_modules(model))
     kv_heads = model.config.num_key_value_heads
-    keys = layers[0].keys
-    per_entry = 2 * keys.shape[-1] * keys.element_size()  # one key and one value vector
+    head_dim = getattr(model.config, "head_dim", None) or model.config.hidden_size // model.config.num_attention_heads
+    per_entry = 2 * head_dim * next(model.parameters()).element_size()  # one key and one value vector
     full = n_layers * kv_heads * prompt_len
     kept = full
     if report is not None and report.layers:  # type: ignore[attr-defined]
         compressed = len(report.layers)  # type: ignore[attr-defined]
         kept = report.kept_entries() + (n_layers - compressed) * kv_heads * prompt_len  # type: ignore[attr-defined]
-    held = sum(int(layer.keys.nbytes) + int(layer.values.nbytes) for layer in layers)
+    held = sum(held_bytes(layer) for layer in layers)
     return KVUsage(policy, budget, full, kept, full * per_entry, held)
 
 

@@ -7,7 +7,8 @@
   the layer, q-norm where present), scores the prefix, selects and replaces the layer's ``keys``/``values`` with
   the gathered ones, so the memory is really released. Later forwards on the same cache (a question appended to
   the compressed context, decoding) are not compressed.
-- a forward pre-hook that, on layers stored with unequal per-head lengths (see :mod:`.layout`), replaces
+- a forward pre-hook that, on layers whose heads keep unequal numbers of entries (stored packed by
+  :class:`.ragged_layer.HeadRaggedLayer`, attended in the padded layout of :mod:`.layout`), replaces
   ``attention_mask`` with a per-head mask hiding the padding slots.
 
 The hooks are removed in ``finally``. Decode inside the context when the policy is head-wise (the padding mask
@@ -26,18 +27,22 @@ import torch
 from .base import KVPolicy, ScoreInputs
 from .global_pool import GlobalBudgetPool
 from .layout import VALID_ATTR, gather_kept, headwise_attention_mask
+from .ragged_layer import HeadRaggedLayer
 
 
 @dataclass
 class LayerRecord:
     """What one layer kept. ``kept_per_head`` ``[b, kv_heads]`` counts real entries (window included);
-    ``stored_len`` is the padded per-head length actually held; ``positions`` ``[b, kv_heads, stored_len]`` the
-    original position of each stored slot (-1 = padding). ``scores``/``keep`` only with ``record_scores``."""
+    ``stored_len`` is the per-head length of the layout attention sees (padded to the longest head);
+    ``positions`` ``[b, kv_heads, stored_len]`` the original position of each slot (-1 = padding);
+    ``held_entries`` the entries held in memory (no padding: unequal heads are stored packed).
+    ``scores``/``keep`` only with ``record_scores``."""
 
     q_len: int
     kept_per_head: torch.Tensor
     stored_len: int
     positions: torch.Tensor
+    held_entries: int
     scores: torch.Tensor | None = None
     keep: torch.Tensor | None = None
 
@@ -53,7 +58,11 @@ class CompressionReport:
         return int(sum(int(r.kept_per_head.sum()) for r in self.layers.values()))
 
     def stored_entries(self) -> int:
-        """Entries held in memory, padding of the per-head layout included."""
+        """Entries held in memory after the pruning."""
+        return int(sum(r.held_entries for r in self.layers.values()))
+
+    def padded_entries(self) -> int:
+        """Entries the padded layout that attention sees would hold (what a padded cache would store)."""
         return int(sum(r.stored_len * r.kept_per_head.numel() for r in self.layers.values()))
 
     def full_entries(self) -> int:
@@ -117,11 +126,13 @@ class _Compressor:
         hidden = kwargs.get("hidden_states", args[0] if args else None)
         cache = kwargs.get("past_key_values")
         layer = _cache_layer(cache, module.layer_idx)
-        if hidden is None or layer is None or getattr(layer, "keys", None) is None:
+        if hidden is None or layer is None or not getattr(layer, "is_initialized", False):
             return None
         q_len = hidden.shape[1]
         # Prefill from an empty cache only: the layer holds exactly this forward's tokens.
-        if q_len <= 1 or layer.keys.shape[-2] != q_len or getattr(layer, VALID_ATTR, None) is not None:
+        if q_len <= 1 or isinstance(layer, HeadRaggedLayer) or layer.get_seq_length() != q_len:
+            return None
+        if getattr(layer, VALID_ATTR, None) is not None:
             return None
         policy = self.policy
         if not policy.applies_to(q_len):
@@ -133,12 +144,12 @@ class _Compressor:
         inputs = ScoreInputs(module, hidden, layer.keys, layer.values, queries, w)
         scores = policy.score(inputs).float()
         if policy.global_budget:
-            self._pool_layer(module.layer_idx, layer, scores, q_len)
+            self._pool_layer(cache, module.layer_idx, layer, scores, q_len)
             return None
-        self._prune(module.layer_idx, layer, scores, policy.select(scores), q_len)
+        self._prune(cache, module.layer_idx, layer, scores, policy.select(scores), q_len)
         return None
 
-    def _pool_layer(self, idx: int, layer, scores: torch.Tensor, q_len: int) -> None:  # noqa: ANN001
+    def _pool_layer(self, cache, idx: int, layer, scores: torch.Tensor, q_len: int) -> None:  # noqa: ANN001
         if self.pool is not None and any(p.index == idx for p in self.pool.layers):
             self.pool = None  # a new prefill began before the last one finished (it raised): start over
         if self.pool is None:
@@ -146,9 +157,9 @@ class _Compressor:
             self.pool = GlobalBudgetPool(n_keep, self.policy.window_size, self.policy.prefill_pool)
         self.pool.add(idx, layer, scores, q_len, record=self.record)
         if len(self.pool.layers) == self.n_layers:
-            self._finish_pool()
+            self._finish_pool(cache)
 
-    def _finish_pool(self) -> None:
+    def _finish_pool(self, cache) -> None:  # noqa: ANN001
         """Every layer is scored: the last cut leaves exactly the global top-k; record what each layer kept."""
         self.pool.cut()
         w = self.policy.window_size
@@ -165,25 +176,34 @@ class _Compressor:
                 keep = torch.zeros(b, h, n + 1, dtype=torch.bool, device=held.device)
                 keep.scatter_(-1, torch.where(slots >= 0, slots, n), True)
                 keep = keep[..., :n]
+            kept_per_head = held.sum(-1) + w
             self.report.layers[p.index] = LayerRecord(
                 q_len=p.q_len,
-                kept_per_head=held.sum(-1) + w,
+                kept_per_head=kept_per_head,
                 stored_len=p.layer.keys.shape[-2],
                 positions=positions,
+                held_entries=int(kept_per_head.sum()),
                 scores=p.full_scores,
                 keep=keep,
             )
+            valid = getattr(p.layer, VALID_ATTR, None)
+            if valid is not None:
+                cache.layers[p.index] = HeadRaggedLayer(p.layer.keys, p.layer.values, valid)
         self.pool = None
 
-    def _prune(self, idx: int, layer, scores: torch.Tensor, keep: torch.Tensor, q_len: int) -> None:  # noqa: ANN001
+    def _prune(self, cache, idx: int, layer, scores: torch.Tensor, keep: torch.Tensor, q_len: int) -> None:  # noqa: ANN001
         keys, values, valid, positions, _ = gather_kept(layer.keys, layer.values, keep, self.policy.window_size)
-        layer.keys, layer.values = keys, values
-        setattr(layer, VALID_ATTR, valid)
+        if valid is None:
+            layer.keys, layer.values = keys, values
+        else:
+            cache.layers[idx] = HeadRaggedLayer(keys, values, valid)
+        kept_per_head = keep.sum(-1) + self.policy.window_size
         self.report.layers[idx] = LayerRecord(
             q_len=q_len,
-            kept_per_head=keep.sum(-1) + self.policy.window_size,
+            kept_per_head=kept_per_head,
             stored_len=keys.shape[-2],
             positions=positions,
+            held_entries=int(kept_per_head.sum()),
             scores=scores if self.record else None,
             keep=keep if self.record else None,
         )
@@ -194,10 +214,10 @@ class _Compressor:
         (the model sizes its mask from the first layer; pruned layers can have other lengths)."""
         layer = _cache_layer(kwargs.get("past_key_values"), module.layer_idx)
         hidden = kwargs.get("hidden_states", args[0] if args else None)
-        if layer is None or hidden is None or getattr(layer, "keys", None) is None or layer.keys.dim() != 4:
+        if layer is None or hidden is None or not getattr(layer, "is_initialized", False):
             return None
         valid = getattr(layer, VALID_ATTR, None)
-        cache_len, q_len = layer.keys.shape[-2], hidden.shape[1]
+        cache_len, q_len = layer.get_seq_length(), hidden.shape[1]
         am = kwargs.get("attention_mask")
         mismatched = isinstance(am, torch.Tensor) and am.dim() == 4 and am.shape[-1] != cache_len + q_len
         if valid is None and not mismatched:
@@ -205,8 +225,8 @@ class _Compressor:
         if mismatched:
             am = None  # rebuilt bottom-right causal (prompts carry no padding)
         if valid is None:
-            b, h = layer.keys.shape[:2]
-            valid = torch.ones(b, h, 0, dtype=torch.bool, device=layer.keys.device)
+            valid = torch.ones(hidden.shape[0], module.config.num_key_value_heads, 0, dtype=torch.bool,
+                               device=hidden.device)
         group = module.config.num_attention_heads // module.config.num_key_value_heads
         mask = headwise_attention_mask(
             valid, cache_len, q_len, group, am, float_dtype=hidden.dtype if self.attn_impl == "eager" else None

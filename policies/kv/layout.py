@@ -1,17 +1,18 @@
-"""Per-head unequal cache lengths on top of transformers' ``DynamicCache``.
+"""The layout attention sees when the heads of a pruned layer keep unequal numbers of entries.
 
-transformers stores a layer as ``[b, kv_heads, seq, d]``, one length for all heads. Head-wise budgets (AdaKV,
-DefensiveKV) give heads different lengths, so a pruned layer is stored **padded to its largest head**: each head's
-kept prefix entries come first (in position order), then padding slots, then the observation window. A bool
-``valid`` mask ``[b, kv_heads, stored_len]`` is attached to the cache layer (attribute ``kv_valid``); tokens
-appended later (question, decoded tokens) are valid for every head.
+transformers attends over ``[b, kv_heads, seq, d]``, one length for all heads. Head-wise budgets (AdaKV,
+DefensiveKV) give heads different lengths, so a pruned layer is laid out **padded to its largest head**: each
+head's kept prefix entries come first (in position order), then padding slots, then the observation window. A
+bool ``valid`` mask ``[b, kv_heads, slots]`` (attribute ``kv_valid`` of the cache layer) tells the entries from
+the padding; tokens appended later (question, decoded tokens) are valid for every head.
 
 The mask is applied by :func:`headwise_attention_mask`, which the ``compress`` context installs as a forward
 pre-hook on every attention module: it rewrites ``attention_mask`` into a 4-D per-query-head mask. It works with
 the ``sdpa`` and ``eager`` attention implementations.
 
-Memory: a layer stores ``max_head_budget + w`` entries per head instead of ``q_len``; the padding costs
-``sum_heads(max - own)`` slots, reported by :class:`~policies.kv.apply.CompressionReport`.
+Memory: the padding is only in the view of one forward. At rest such a layer is a
+:class:`~policies.kv.ragged_layer.HeadRaggedLayer`, which holds the kept entries packed; the padded length
+(``CompressionReport.padded_entries``) is what a padded cache would have held.
 """
 
 from __future__ import annotations

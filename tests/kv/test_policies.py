@@ -8,6 +8,7 @@ from transformers import DynamicCache
 
 from cachesvc.policies.kv import KV_POLICIES, KVPolicy, compress, make_policy
 from cachesvc.policies.kv.layout import VALID_ATTR
+from cachesvc.policies.kv.ragged_layer import HeadRaggedLayer, held_bytes
 
 WINDOW = 8
 RATIO = 0.7  # 120 tokens -> 36 kept per head on average, window included
@@ -67,15 +68,22 @@ def test_keeps_expected_count_and_shrinks_cache(model, prompt, name) -> None:
         if not (policy.headwise or policy.global_budget):
             assert (rec.kept_per_head == per_head).all()
         assert (rec.kept_per_head >= WINDOW).all()
-        # The memory really shrinks: the stored tensors are the gathered ones.
+        # Attention sees the gathered layout, padded to the longest head...
         assert layer.keys.shape == (b, h, rec.stored_len, model.config.head_dim)
         assert layer.values.shape == layer.keys.shape
         assert rec.stored_len == int(rec.kept_per_head.max()) < q_len
-        valid = getattr(layer, VALID_ATTR)
+        valid = getattr(layer, VALID_ATTR, None)
         if valid is None:
             assert (rec.kept_per_head == rec.stored_len).all()
+            assert not isinstance(layer, HeadRaggedLayer)
         else:
             assert valid.sum(-1).tolist() == rec.kept_per_head.tolist()
+        # ...but the memory holds only the kept entries (when heads differ: plus one padding row and a 4-byte
+        # slot map, instead of the padding).
+        entry_bytes = 2 * model.config.head_dim * layer.dtype.itemsize
+        overhead = 0 if valid is None else entry_bytes + 4 * valid.numel()
+        assert held_bytes(layer) == int(rec.kept_per_head.sum()) * entry_bytes + overhead == \
+            rec.held_entries * entry_bytes + overhead
 
 
 @pytest.mark.parametrize("name", sorted(KV_POLICIES))
@@ -122,7 +130,7 @@ def test_headwise_policies_give_unequal_head_budgets(model, prompt) -> None:
     _, report = _prefill(model, prompt, _policy("adakv"))
     counts = torch.stack([r.kept_per_head for r in report.layers.values()])
     assert counts.unique().numel() > 1
-    assert report.stored_entries() > report.kept_entries()  # padding of the per-head layout
+    assert report.padded_entries() > report.stored_entries() == report.kept_entries()  # stored without padding
     assert report.stored_entries() < report.full_entries()
 
 
