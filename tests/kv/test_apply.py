@@ -90,11 +90,17 @@ def _masked_full_reference(model, ids, report, steps: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
-def test_headwise_padded_layout_matches_masked_full_cache(model, eager_model, prompt, impl) -> None:
+# Unequal heads; with a global budget, unequal rows too (the tiny model's critical stage would even them out).
+@pytest.mark.parametrize("name, fields", [("adakv", {}), ("layer_defensivekv", {"critical_mass": 0.0})])
+def test_headwise_padded_layout_matches_masked_full_cache(model, eager_model, prompt, impl, name, fields) -> None:
     m = model if impl == "sdpa" else eager_model
-    policy = make_policy("adakv", compression_ratio=0.7, window_size=WINDOW)
+    policy = make_policy(name, compression_ratio=0.7, window_size=WINDOW, **fields)
     res = generate_with_policy(m, None, prompt, policy, 8)
     assert res.report.padded_entries() > res.kv_entries_stored == res.kv_entries_kept  # heads unequal, no padding held
+    if policy.global_budget:
+        per_row = sum(r.kept_per_head.sum(-1) for r in res.report.layers.values())
+        assert per_row[0] == per_row[1]  # each row keeps its own global top-k...
+        assert any((r.kept_per_head[0] != r.kept_per_head[1]).any() for r in res.report.layers.values())  # ...split its own way
     ref = _masked_full_reference(m, prompt, res.report, 8)
     assert torch.equal(res.tokens, ref)
 
