@@ -27,22 +27,20 @@ import torch
 from .base import KVPolicy, ScoreInputs
 from .global_pool import GlobalBudgetPool
 from .layout import VALID_ATTR, gather_kept, headwise_attention_mask
-from .ragged_layer import HeadRaggedLayer
+from .ragged_layer import HeadRaggedLayer, held_bytes
 
 
 @dataclass
 class LayerRecord:
     """What one layer kept. ``kept_per_head`` ``[b, kv_heads]`` counts real entries (window included);
     ``stored_len`` is the per-head length of the layout attention sees (padded to the longest head);
-    ``positions`` ``[b, kv_heads, stored_len]`` the original position of each slot (-1 = padding);
-    ``held_entries`` the entries held in memory (no padding: unequal heads are stored packed).
+    ``positions`` ``[b, kv_heads, stored_len]`` the original position of each slot (-1 = padding).
     ``scores``/``keep`` only with ``record_scores``."""
 
     q_len: int
     kept_per_head: torch.Tensor
     stored_len: int
     positions: torch.Tensor
-    held_entries: int
     scores: torch.Tensor | None = None
     keep: torch.Tensor | None = None
 
@@ -57,12 +55,9 @@ class CompressionReport:
         """Real KV entries kept (per layer x head, summed over layers, heads and the batch)."""
         return int(sum(int(r.kept_per_head.sum()) for r in self.layers.values()))
 
-    def stored_entries(self) -> int:
-        """Entries held in memory after the pruning."""
-        return int(sum(r.held_entries for r in self.layers.values()))
-
     def padded_entries(self) -> int:
-        """Entries the padded layout that attention sees would hold (what a padded cache would store)."""
+        """Entries of the padded layout attention sees (what a padded cache would hold; the cache holds the kept
+        entries packed, see :func:`.ragged_layer.held_bytes`)."""
         return int(sum(r.stored_len * r.kept_per_head.numel() for r in self.layers.values()))
 
     def full_entries(self) -> int:
@@ -130,9 +125,9 @@ class _Compressor:
             return None
         q_len = hidden.shape[1]
         # Prefill from an empty cache only: the layer holds exactly this forward's tokens.
-        if q_len <= 1 or isinstance(layer, HeadRaggedLayer) or layer.get_seq_length() != q_len:
+        if q_len <= 1 or isinstance(layer, HeadRaggedLayer) or getattr(layer, VALID_ATTR, None) is not None:
             return None
-        if getattr(layer, VALID_ATTR, None) is not None:
+        if layer.get_seq_length() != q_len:
             return None
         policy = self.policy
         if not policy.applies_to(q_len):
@@ -176,13 +171,11 @@ class _Compressor:
                 keep = torch.zeros(b, h, n + 1, dtype=torch.bool, device=held.device)
                 keep.scatter_(-1, torch.where(slots >= 0, slots, n), True)
                 keep = keep[..., :n]
-            kept_per_head = held.sum(-1) + w
             self.report.layers[p.index] = LayerRecord(
                 q_len=p.q_len,
-                kept_per_head=kept_per_head,
+                kept_per_head=held.sum(-1) + w,
                 stored_len=p.layer.keys.shape[-2],
                 positions=positions,
-                held_entries=int(kept_per_head.sum()),
                 scores=p.full_scores,
                 keep=keep,
             )
@@ -197,13 +190,11 @@ class _Compressor:
             layer.keys, layer.values = keys, values
         else:
             cache.layers[idx] = HeadRaggedLayer(keys, values, valid)
-        kept_per_head = keep.sum(-1) + self.policy.window_size
         self.report.layers[idx] = LayerRecord(
             q_len=q_len,
-            kept_per_head=kept_per_head,
+            kept_per_head=keep.sum(-1) + self.policy.window_size,
             stored_len=keys.shape[-2],
             positions=positions,
-            held_entries=int(kept_per_head.sum()),
             scores=scores if self.record else None,
             keep=keep if self.record else None,
         )
@@ -304,12 +295,13 @@ def headwise_masking(model: torch.nn.Module) -> Iterator[None]:
 
 @dataclass
 class GenerationResult:
-    """Greedy continuation ``tokens`` ``[b, new]`` and the cache accounting of the compressed prefill."""
+    """Greedy continuation ``tokens`` ``[b, new]`` and the cache accounting of the compressed prefill:
+    entries kept and full (over layers x heads x batch), and the bytes the cache held right after it."""
 
     tokens: torch.Tensor
     kv_entries_kept: int
-    kv_entries_stored: int
     kv_entries_full: int
+    kv_bytes_held: int
     report: CompressionReport
 
 
@@ -328,8 +320,7 @@ def generate_with_policy(
     ``question_ids`` uncompressed, then decode greedily with the original positions.
 
     Stops early when every row has produced ``eos_token_id`` (default: the tokenizer's, if a tokenizer is given;
-    finished rows are then filled with it). The ``kv_entries_*`` counts are over layers x heads x batch for the
-    compressed context.
+    finished rows are then filled with it).
     """
     from transformers import DynamicCache
 
@@ -344,6 +335,7 @@ def generate_with_policy(
     out_tokens: list[torch.Tensor] = []
     with compress(model, policy) as report:
         logits = model(input_ids=prompt_ids, past_key_values=cache, use_cache=True).logits[:, -1]
+        held = sum(held_bytes(layer) for layer in cache.layers)
         pos = L
         if question_ids is not None:
             question_ids = question_ids.to(dev)
@@ -373,5 +365,4 @@ def generate_with_policy(
     full = L * kv_heads * b * n_layers
     uncompressed = n_layers - len(report.layers)
     kept = report.kept_entries() + uncompressed * L * kv_heads * b
-    stored = report.stored_entries() + uncompressed * L * kv_heads * b
-    return GenerationResult(tokens, kept, stored, full, report)
+    return GenerationResult(tokens, kept, full, held, report)

@@ -46,8 +46,8 @@ class HeadRaggedLayer(CacheLayerMixin):
         self.tail_values = values.new_empty(b, h, 0, d)
 
     def _pack(self, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor) -> None:
-        b, h, slots, d = self.slot_shape = tuple(keys.shape)
-        pad_row = keys.new_full((1, d), self.padding_value)
+        self.slot_shape = tuple(keys.shape)
+        pad_row = keys.new_full((1, keys.shape[-1]), self.padding_value)
         # Kept entries in (row, head, slot) order, then one padding row that every padding slot points to.
         self.packed_keys = torch.cat([keys[valid], pad_row])
         self.packed_values = torch.cat([values[valid], pad_row])
@@ -57,9 +57,12 @@ class HeadRaggedLayer(CacheLayerMixin):
         slot_source[flat] = torch.arange(n_kept, dtype=torch.int32, device=keys.device)
         self.slot_source = slot_source  # [b * h * slots]: the packed row each slot of the padded layout reads
 
+    def _prefix(self, packed: torch.Tensor) -> torch.Tensor:
+        """The pruned part in the padded layout, ``[b, kv_heads, slots, d]``."""
+        return packed.index_select(0, self.slot_source).view(self.slot_shape)
+
     def _padded(self, packed: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
-        b, h, slots, d = self.slot_shape
-        prefix = packed.index_select(0, self.slot_source).view(b, h, slots, d)
+        prefix = self._prefix(packed)
         return torch.cat([prefix, tail], dim=-2) if tail.shape[-2] else prefix
 
     @property
@@ -132,9 +135,7 @@ class HeadRaggedLayer(CacheLayerMixin):
 
     # -- batch operations (beam search, batch expansion): rebuilt through the padded layout -----------------------
     def _map_rows(self, rows: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        keys = rows(self._padded(self.packed_keys, self.tail_keys[..., :0, :]))
-        values = rows(self._padded(self.packed_values, self.tail_values[..., :0, :]))
-        self._pack(keys, values, rows(self.kv_valid))
+        self._pack(rows(self._prefix(self.packed_keys)), rows(self._prefix(self.packed_values)), rows(self.kv_valid))
         self.tail_keys, self.tail_values = rows(self.tail_keys), rows(self.tail_values)
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:

@@ -42,7 +42,8 @@ def test_ratio_zero_reproduces_generate(model, prompt, name) -> None:
 def test_decode_after_pruning_uses_original_positions(model, prompt) -> None:
     res = generate_with_policy(model, None, prompt, make_policy("snapkv", compression_ratio=0.5, window_size=WINDOW), 6)
     assert res.tokens.shape == (2, 6)
-    assert res.kv_entries_kept == res.kv_entries_stored == 60 * 2 * 2 * 2
+    assert res.kv_entries_kept == 60 * 2 * 2 * 2
+    assert res.kv_bytes_held == res.kv_entries_kept * 2 * model.config.head_dim * 4  # keys + values, fp32
     # Batch rows are independent: row 1 alone gives the same tokens.
     single = generate_with_policy(
         model, None, prompt[1:], make_policy("snapkv", compression_ratio=0.5, window_size=WINDOW), 6
@@ -96,7 +97,9 @@ def test_headwise_padded_layout_matches_masked_full_cache(model, eager_model, pr
     m = model if impl == "sdpa" else eager_model
     policy = make_policy(name, compression_ratio=0.7, window_size=WINDOW, **fields)
     res = generate_with_policy(m, None, prompt, policy, 8)
-    assert res.report.padded_entries() > res.kv_entries_stored == res.kv_entries_kept  # heads unequal, no padding held
+    entry_bytes = 2 * m.config.head_dim * 4
+    assert res.report.padded_entries() > res.kv_entries_kept  # heads unequal...
+    assert res.kv_entries_kept * entry_bytes < res.kv_bytes_held < res.report.padded_entries() * entry_bytes  # ...packed
     if policy.global_budget:
         per_row = sum(r.kept_per_head.sum(-1) for r in res.report.layers.values())
         assert per_row[0] == per_row[1]  # each row keeps its own global top-k...

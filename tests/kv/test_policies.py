@@ -82,8 +82,7 @@ def test_keeps_expected_count_and_shrinks_cache(model, prompt, name) -> None:
         # slot map, instead of the padding).
         entry_bytes = 2 * model.config.head_dim * layer.dtype.itemsize
         overhead = 0 if valid is None else entry_bytes + 4 * valid.numel()
-        assert held_bytes(layer) == int(rec.kept_per_head.sum()) * entry_bytes + overhead == \
-            rec.held_entries * entry_bytes + overhead
+        assert held_bytes(layer) == int(rec.kept_per_head.sum()) * entry_bytes + overhead
 
 
 @pytest.mark.parametrize("name", sorted(KV_POLICIES))
@@ -127,11 +126,12 @@ def test_stored_entries_are_the_original_ones(model, prompt, name) -> None:
 
 
 def test_headwise_policies_give_unequal_head_budgets(model, prompt) -> None:
-    _, report = _prefill(model, prompt, _policy("adakv"))
+    cache, report = _prefill(model, prompt, _policy("adakv"))
     counts = torch.stack([r.kept_per_head for r in report.layers.values()])
     assert counts.unique().numel() > 1
-    assert report.padded_entries() > report.stored_entries() == report.kept_entries()  # stored without padding
-    assert report.stored_entries() < report.full_entries()
+    assert report.kept_entries() < report.padded_entries() < report.full_entries()
+    entry_bytes = 2 * model.config.head_dim * 4
+    assert sum(held_bytes(layer) for layer in cache.layers) < report.padded_entries() * entry_bytes  # no padding held
 
 
 def test_layer_defensivekv_unequal_layer_budgets(model, prompt) -> None:
