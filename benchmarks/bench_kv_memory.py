@@ -37,6 +37,7 @@ CONFIGS: dict[str, tuple[str | None, dict[str, float]]] = {
     "layer_defensivekv, whole layers (reference)": ("layer_defensivekv", {"prefill_pool": math.inf}),
     "layer_defensivekv, pool 1.5 (default)": ("layer_defensivekv", {"prefill_pool": 1.5}),
     "layer_defensivekv, pool 1.0": ("layer_defensivekv", {"prefill_pool": 1.0}),
+    "layer_defensivekv, groups of 3 layers": ("layer_defensivekv", {"layer_group": 3}),
 }
 REFERENCE = "layer_defensivekv, whole layers (reference)"
 

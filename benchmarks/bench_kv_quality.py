@@ -161,7 +161,8 @@ def answers_exactly(model, cache, q_ids, a_ids, start_pos: int) -> bool:
 
 
 def policy_spec(spec: str) -> tuple[str, dict[str, float]]:
-    """``name`` or ``name:field=value,field=value`` (an ablation, e.g. ``defensivekv:critical_mass=0``)."""
+    """``name`` or ``name:field=value,field=value`` (an ablation, e.g. ``defensivekv:critical_mass=0`` or
+    ``layer_defensivekv:layer_group=3``); integers stay integers."""
     name, _, rest = spec.partition(":")
     if name not in KV_POLICIES:
         raise argparse.ArgumentTypeError(f"unknown policy {name!r}; known: {', '.join(sorted(KV_POLICIES))}")
@@ -170,7 +171,10 @@ def policy_spec(spec: str) -> tuple[str, dict[str, float]]:
         field, eq, value = item.partition("=")
         if not eq:
             raise argparse.ArgumentTypeError(f"{spec!r}: expected field=value, got {item!r}")
-        fields[field] = float(value)
+        try:
+            fields[field] = int(value)
+        except ValueError:
+            fields[field] = float(value)
     make_policy(name, **fields)  # unknown fields and bad values fail here, before any work
     return name, fields
 

@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Any
 
+import yaml
+
 from cachesvc import __version__
 
 
@@ -54,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "model folder, a .gguf file, or an installed package carrying one")
     model.add_argument("--served-model-name", metavar="NAME", help="the model id clients send")
     model.add_argument("--kv-policy", metavar="NAME", help="KV eviction after prefill: " + ", ".join(_kv_names()))
+    model.add_argument("--kv-option", metavar="POLICY.FIELD=VALUE", action="append", type=_kv_option,
+                       help="a field of one KV policy, used whenever it runs (repeat), e.g. "
+                            "layer_defensivekv.layer_group=4")
     model.add_argument("--kv-budget", metavar="R", type=float,
                        help="KV entries kept: a fraction (<= 1, default 0.2) or entries per KV head (> 1)")
     model.add_argument("--lora-dir", metavar="DIR", help="adapter paths resolve here; paths outside are refused")
@@ -110,6 +115,15 @@ def _kv_names() -> list[str]:
     return ["none", *POLICY_NAMES]
 
 
+def _kv_option(text: str) -> tuple[str, Any]:
+    """``policy.field=value`` -> (``model_server.kv_policy_options.policy.field``, the value parsed as YAML)."""
+    dotted, eq, value = text.partition("=")
+    policy, dot, name = dotted.partition(".")
+    if not (eq and dot and policy and name and value):
+        raise argparse.ArgumentTypeError(f"expected POLICY.FIELD=VALUE, got {text!r}")
+    return f"model_server.kv_policy_options.{policy}.{name}", yaml.safe_load(value)
+
+
 def model_server_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for flag in ("model", "served_model_name", "kv_policy", "kv_budget", "lora_dir", "max_loras", "max_queue",
@@ -121,6 +135,8 @@ def model_server_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["model_server.kv_policy"] = None
     if args.lora:
         overrides["model_server.loras"] = args.lora
+    for key, value in args.kv_option or ():
+        overrides[key] = value
     if args.log_level is not None:
         overrides["log_level"] = args.log_level
     return overrides

@@ -168,6 +168,9 @@ class ModelServerConfig:
     kv_budget: float = 0.2  # <= 1: fraction of the prompt's KV entries kept; > 1: entries kept per KV head
     kv_window: int = 32  # observation window of the scoring policies (always kept)
     request_kv_policy: bool = True  # requests may choose their own policy/budget (kv_policy, kv_budget fields)
+    # per policy name, fields of that policy (e.g. layer_defensivekv: {layer_group: 4}); used whenever that policy
+    # runs, configured or chosen by a request. Budget and window come from kv_budget / kv_window only.
+    kv_policy_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     lora_dir: str | None = None  # relative adapter paths resolve here; paths outside it are refused
     loras: list[str] = field(default_factory=list)  # NAME=PATH adapters loaded at start
     max_loras: int = 4  # adapters loaded at once; a load past it is refused (unload one first)
@@ -184,11 +187,19 @@ class ModelServerConfig:
             raise ValueError(f"{key}.port must be in 0..65535")
         if not self.model.strip():
             raise ValueError(f"{key}.model must name a model")
-        if self.kv_policy is not None:
-            from cachesvc.policies.kv_names import POLICY_NAMES
+        from cachesvc.policies.kv_names import POLICY_BUDGET_FIELDS, POLICY_NAMES
 
-            if self.kv_policy not in POLICY_NAMES:
-                raise ValueError(f"{key}.kv_policy: unknown policy {self.kv_policy!r} (known: {list(POLICY_NAMES)})")
+        if self.kv_policy is not None and self.kv_policy not in POLICY_NAMES:
+            raise ValueError(f"{key}.kv_policy: unknown policy {self.kv_policy!r} (known: {list(POLICY_NAMES)})")
+        for name, options in self.kv_policy_options.items():
+            sub = f"{key}.kv_policy_options.{name}"
+            if name not in POLICY_NAMES:
+                raise ValueError(f"{sub}: unknown policy (known: {list(POLICY_NAMES)})")
+            for option, value in options.items():
+                if option in POLICY_BUDGET_FIELDS:
+                    raise ValueError(f"{sub}.{option}: set through {key}.kv_budget / {key}.kv_window")
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{sub}.{option} must be a number, got {value!r}")
         if not (0 < self.kv_budget <= 1 or float(self.kv_budget).is_integer()):
             raise ValueError(f"{key}.kv_budget must be a fraction in (0, 1] or a whole number of entries, "
                              f"got {self.kv_budget!r}")
@@ -316,6 +327,12 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         return [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict and args[1] is CategoryPolicy:
         return _categories(value, key)
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{key} must be a mapping")
+        return {str(k): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key)
     if hint is bool:

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 
 from cachesvc.config import Config, UpstreamConfig
-from cachesvc.model_server.app import ENGINE, create_model_server_app
+from cachesvc.model_server.app import create_model_server_app
 from cachesvc.model_server.engine import ModelEngine
 
 log = logging.getLogger("cachesvc")
@@ -24,14 +24,14 @@ def embed_model_server(config: Config, model: tuple[Any, Any] | None = None) -> 
     # lazy imports are not safe when two threads run them at once, so they run here first.
     from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
+    engine = ModelEngine(config.model_server, loaded=model)  # checks the KV policy options before a port is taken
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     upstream = UpstreamConfig(url=f"http://127.0.0.1:{port}/v1", name=EMBEDDED_UPSTREAM)
     upstream.validate("upstreams[0]")
     config.upstreams = [upstream]
-    model_app = create_model_server_app(config.model_server, engine=ModelEngine(config.model_server, loaded=model))
-    engine = model_app[ENGINE]
+    model_app = create_model_server_app(config.model_server, engine=engine)
 
     async def serve(_: web.Application) -> AsyncIterator[None]:
         runner = web.AppRunner(model_app, access_log=None)

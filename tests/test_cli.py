@@ -25,6 +25,11 @@ def test_model_server_flags_become_configuration() -> None:
     ms = load_config(None, model_server_overrides(args), environ={}).model_server
     assert (ms.model, ms.kv_policy, ms.kv_budget, ms.lora_dir, ms.loras, ms.max_loras, ms.port, ms.threads) == (
         "smollm2", "defensivekv", 0.25, "/srv/loras", ["code=code"], 3, 9001, 1)
+    options = build_parser().parse_args(["model-server", "--kv-option", "layer_defensivekv.layer_group=4",
+                                         "--kv-option", "layer_defensivekv.prefill_pool=1.0",
+                                         "--kv-option", "defensivekv.critical_mass=0.8"])
+    assert load_config(None, model_server_overrides(options), environ={}).model_server.kv_policy_options == {
+        "layer_defensivekv": {"layer_group": 4, "prefill_pool": 1.0}, "defensivekv": {"critical_mass": 0.8}}
     none = build_parser().parse_args(["model-server", "--kv-policy", "none"])
     assert load_config(None, model_server_overrides(none), environ={}).model_server.kv_policy is None
 
@@ -33,11 +38,20 @@ def test_model_server_flags_become_configuration() -> None:
     (["model-server", "--kv-budget", "2.5"], "model_server.kv_budget"),
     (["model-server", "--kv-policy", "lru"], "model_server.kv_policy"),
     (["model-server", "--lora", "nameless"], "model_server.loras[0]"),
+    (["model-server", "--kv-option", "lru.size=3"], "model_server.kv_policy_options.lru"),
+    (["model-server", "--kv-option", "snapkv.colour=3"], "model_server.kv_policy_options.snapkv"),
+    (["model-server", "--kv-option", "snapkv.pool_kernel=4"], "model_server.kv_policy_options.snapkv"),
 ])
 def test_bad_values_stop_start_up_naming_the_key(argv: list[str], key: str, capsys: pytest.CaptureFixture[str]
                                                  ) -> None:
     assert main(argv) == 2
     assert key in capsys.readouterr().err
+
+
+def test_a_malformed_kv_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["model-server", "--kv-option", "layer_group=4"])
+    assert info.value.code == 2 and "POLICY.FIELD=VALUE" in capsys.readouterr().err
 
 
 def _free_port() -> int:

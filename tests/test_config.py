@@ -22,6 +22,15 @@ def test_defaults_yaml_env_and_overrides(tmp_path: Path) -> None:
     assert config.cache.categories["legal"].name == "legal"
 
 
+def test_kv_policy_options_from_yaml_and_env(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model_server:\n  kv_policy_options:\n    layer_defensivekv:\n      layer_group: 4\n")
+    config = load_config(path, {}, environ={"CACHESVC__MODEL_SERVER__KV_POLICY_OPTIONS__DEFENSIVEKV__CRITICAL_MASS": "0.8"})
+    assert config.model_server.kv_policy_options == {"layer_defensivekv": {"layer_group": 4},
+                                                     "defensivekv": {"critical_mass": 0.8}}
+    assert isinstance(config.model_server.kv_policy_options["layer_defensivekv"]["layer_group"], int)
+
+
 def test_no_upstream_means_the_embedded_model_server() -> None:
     config = load_config(None, {}, environ={})
     assert config.embedded_model_server and config.model_server.model == "smollm2"
@@ -32,6 +41,13 @@ def test_no_upstream_means_the_embedded_model_server() -> None:
     ({"upstreams": {"url": "http://a"}}, "upstreams must be a list"),
     ({"model_server.kv_policy": "lru"}, "model_server.kv_policy: unknown policy"),
     ({"model_server.kv_budget": 2.5}, "model_server.kv_budget"),
+    ({"model_server.kv_policy_options": {"lru": {}}}, "model_server.kv_policy_options.lru: unknown policy"),
+    ({"model_server.kv_policy_options": {"snapkv": {"window_size": 8}}},
+     "model_server.kv_policy_options.snapkv.window_size: set through"),
+    ({"model_server.kv_policy_options": {"snapkv": {"pool_kernel": "7"}}},
+     "model_server.kv_policy_options.snapkv.pool_kernel must be a number"),
+    ({"model_server.kv_policy_options": {"snapkv": 3}}, "model_server.kv_policy_options.snapkv must be a mapping"),
+    ({"model_server.kv_policy_options": [1]}, "model_server.kv_policy_options must be a mapping"),
     ({"model_server.loras": ["code"]}, "model_server.loras[0] must be NAME=PATH"),
     ({"model_server.max_queue": 0}, "model_server.max_queue"),
     ({**UP, "server.port": 70000}, "server.port"),

@@ -209,6 +209,7 @@ async def healthz(request: web.Request) -> web.Response:
     stats = engine.stats
     body = {"status": engine.status, "model": engine.model_name, "queued": engine.pending,
             "adapters": engine.adapter_names(), "kv_policy": engine.config.kv_policy,
+            "kv_policy_options": engine.config.kv_policy_options,
             "kv_budget": engine.config.kv_budget, "load_seconds": engine.load_seconds,
             "requests": stats.requests, "prompt_tokens": stats.prompt_tokens,
             "completion_tokens": stats.completion_tokens, "busy_seconds": round(stats.busy_s, 3)}

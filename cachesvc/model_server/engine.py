@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,15 +27,26 @@ T = TypeVar("T")
 _STOP = object()
 
 
-def build_policy(name: str | None, budget: float, window: int) -> Any:
-    """A KV policy from its registered name and a budget (fraction kept if <= 1, else entries per KV head)."""
+def build_policy(name: str | None, budget: float, window: int, options: Mapping[str, Any] | None = None) -> Any:
+    """A KV policy from its registered name, a budget (fraction kept if <= 1, else entries per KV head) and the
+    policy's own fields (``options``)."""
     if name in (None, "none"):
         return None
     from cachesvc.policies.kv import make_policy
 
+    fields = dict(options or {})
     if budget <= 1:
-        return make_policy(name, compression_ratio=1.0 - budget, window_size=window)
-    return make_policy(name, budget_tokens=int(budget), window_size=window)
+        return make_policy(name, compression_ratio=1.0 - budget, window_size=window, **fields)
+    return make_policy(name, budget_tokens=int(budget), window_size=window, **fields)
+
+
+def check_policy_options(config: ModelServerConfig, key: str = "model_server") -> None:
+    """Build every policy that has options once, so that a bad field or value fails at start-up, naming its key."""
+    for name, options in config.kv_policy_options.items():
+        try:
+            build_policy(name, config.kv_budget, config.kv_window, options)
+        except ValueError as exc:
+            raise ValueError(f"{key}.kv_policy_options.{name}: {exc}") from None
 
 
 @dataclass
@@ -89,6 +100,7 @@ class ModelEngine:
     def __init__(self, config: ModelServerConfig, *, loaded: tuple[Any, Any] | None = None) -> None:
         from cachesvc.hf_model import model_display_name
 
+        check_policy_options(config)
         self.config = config
         self.model_name = config.served_model_name or model_display_name(config.model)
         self.stats = EngineStats()
@@ -104,6 +116,10 @@ class ModelEngine:
         self._pending = 0
         self._thread: threading.Thread | None = None
         self._eos: frozenset[int] = frozenset()
+
+    def policy(self, name: str | None, budget: float) -> Any:
+        """The KV policy ``name`` at ``budget``, with its configured options; ``None`` keeps the whole cache."""
+        return build_policy(name, budget, self.config.kv_window, self.config.kv_policy_options.get(name or ""))
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -232,7 +248,7 @@ class ModelEngine:
             params = request.with_max_tokens(len(prompt_ids), self.max_model_len, self.config.default_max_tokens)
             name = request.kv_policy if request.kv_policy is not None else self.config.kv_policy
             budget = request.kv_budget if request.kv_budget is not None else self.config.kv_budget
-            policy = build_policy(name, budget, self.config.kv_window)
+            policy = self.policy(name, budget)
             with self.registry.active(adapter) as model:
                 for event in generate(model, self.tokenizer, prompt_ids, params, policy=policy, policy_name=name,
                                       budget=budget, eos_token_ids=self._eos, cancelled=job.cancelled.is_set):

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from .adakv import AdaKVPolicy
 from .base import KVPolicy, ScoreInputs
 from .criticalkv import CriticalKVPolicy
@@ -27,11 +29,15 @@ KV_POLICIES: dict[str, type[KVPolicy]] = {
 
 
 def make_policy(name: str, **fields: object) -> KVPolicy:
-    """Instantiate a registered policy; unknown names raise ``ValueError`` listing the known ones."""
+    """Instantiate a registered policy; unknown names and fields raise ``ValueError`` listing the known ones."""
     try:
         cls = KV_POLICIES[name]
     except KeyError:
         raise ValueError(f"unknown KV policy {name!r}; known: {', '.join(sorted(KV_POLICIES))}") from None
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"{name} has no field {unknown[0]!r}; known: {', '.join(sorted(known))}")
     return cls(**fields)  # type: ignore[arg-type]
 
 

@@ -145,17 +145,21 @@ class _Compressor:
         return None
 
     def _pool_layer(self, cache, idx: int, layer, scores: torch.Tensor, q_len: int) -> None:  # noqa: ANN001
-        if self.pool is not None and any(p.index == idx for p in self.pool.layers):
+        if self.pool is not None and idx != self.pool.layers[-1].index + 1:
             self.pool = None  # a new prefill began before the last one finished (it raised): start over
+        group = self.policy.budget_layers(idx, self.n_layers)
         if self.pool is None:
-            n_keep = self.policy.prefix_budget(q_len) * scores.shape[1] * self.n_layers
+            n_keep = self.policy.prefix_budget(q_len) * scores.shape[1] * len(group)
             self.pool = GlobalBudgetPool(n_keep, self.policy.window_size, self.policy.prefill_pool)
         self.pool.add(idx, layer, scores, q_len, record=self.record)
-        if len(self.pool.layers) == self.n_layers:
+        for p in self.pool.layers:  # layers cut by the pool were replaced (packed)
+            cache.layers[p.index] = p.layer
+        if idx == group[-1]:
             self._finish_pool(cache)
 
     def _finish_pool(self, cache) -> None:  # noqa: ANN001
-        """Every layer is scored: the last cut leaves exactly the global top-k; record what each layer kept."""
+        """Every layer of the budget group is scored: the last cut leaves exactly its top-k; record what each layer
+        kept."""
         self.pool.cut()
         w = self.policy.window_size
         for p in self.pool.layers:
@@ -174,14 +178,12 @@ class _Compressor:
             self.report.layers[p.index] = LayerRecord(
                 q_len=p.q_len,
                 kept_per_head=held.sum(-1) + w,
-                stored_len=p.layer.keys.shape[-2],
+                stored_len=p.layer.get_seq_length(),
                 positions=positions,
                 scores=p.full_scores,
                 keep=keep,
             )
-            valid = getattr(p.layer, VALID_ATTR, None)
-            if valid is not None:
-                cache.layers[p.index] = HeadRaggedLayer(p.layer.keys, p.layer.values, valid)
+            cache.layers[p.index] = p.layer
         self.pool = None
 
     def _prune(self, cache, idx: int, layer, scores: torch.Tensor, keep: torch.Tensor, q_len: int) -> None:  # noqa: ANN001

@@ -4,7 +4,9 @@ One top-k over every layer's scores decides what each layer keeps (``n_keep`` pr
 all layers and heads). Waiting for the last layer's scores would hold every layer's full cache at once (the
 reference code does). Instead, each layer joins a candidate pool as soon as it is scored; whenever the pool holds
 more than ``pool_factor * n_keep`` entries in some row, every pooled layer is cut to the top ``n_keep`` of all the
-entries seen so far, and the cut layers' tensors are replaced (memory released).
+entries seen so far, and the cut layers are replaced (memory released): by a
+:class:`~.ragged_layer.HeadRaggedLayer` holding only the kept entries when heads or rows keep unequal counts (the
+usual case), so a pooled layer never holds padding. The caller puts ``PooledLayer.layer`` back into its cache.
 
 The result is exact for any ``pool_factor >= 1``: an entry of the final top ``n_keep`` has fewer than ``n_keep``
 better entries among all layers, hence among the layers seen at any earlier point, so no cut removes it.
@@ -19,7 +21,8 @@ import torch
 
 from cachesvc.kernels.budget_select import global_keep_masks
 
-from .layout import VALID_ATTR, gather_kept
+from .layout import gather_kept
+from .ragged_layer import HeadRaggedLayer
 
 
 @dataclass
@@ -65,12 +68,15 @@ class GlobalBudgetPool:
             if bool((keep.sum(-1) == torch.isfinite(p.scores).sum(-1)).all()):
                 continue
             g = gather_kept(p.layer.keys, p.layer.values, keep, self.window_size, p.positions)
-            p.layer.keys, p.layer.values = g.keys, g.values
+            if g.valid is None and not isinstance(p.layer, HeadRaggedLayer):
+                p.layer.keys, p.layer.values = g.keys, g.values
+            else:
+                valid = g.valid if g.valid is not None else g.positions.new_ones(g.positions.shape, dtype=torch.bool)
+                p.layer = HeadRaggedLayer(g.keys, g.values, valid)
             m = g.order.shape[-1]
             slot_valid = g.positions[..., :m] >= 0
             p.scores = torch.where(slot_valid, p.scores.gather(-1, g.order), float("-inf"))
             p.positions = g.positions
-            setattr(p.layer, VALID_ATTR, g.valid)
 
     def held_entries(self) -> int:
         """Largest number of candidate entries any row holds (windows excluded)."""

@@ -128,7 +128,7 @@ async def test_kv_eviction_is_reported_and_shrinks_the_cache(client: openai.Asyn
     assert full_kv["entries_kept"] == full_kv["entries_full"] and full_kv["policy"] is None
     assert kept_kv["policy"] == "defensivekv" and kept_kv["entries_full"] == full_kv["entries_full"]
     assert 0.2 < kept_kv["entries_kept"] / kept_kv["entries_full"] <= 0.26
-    # Head-wise budgets are held in a per-head padded layout: fewer bytes than the full cache, more than the entries.
+    # Head-wise budgets are held packed: fewer bytes than the full cache, a little more than the entries (slot map).
     assert kept_kv["entries_kept"] / kept_kv["entries_full"] <= kept_kv["bytes_kept"] / full_kv["bytes_kept"] < 0.5
     assert kept.headers["x-kv-policy"] == "defensivekv"
     assert int(kept.headers["x-kv-entries-kept"]) == kept_kv["entries_kept"]
@@ -139,9 +139,14 @@ async def test_kv_eviction_is_reported_and_shrinks_the_cache(client: openai.Asyn
 
 
 async def test_server_wide_kv_policy(smollm2: Any) -> None:
-    server = await start_server(smollm2, kv_policy="snapkv", kv_budget=64, request_kv_policy=False)
+    options = {"snapkv": {"pool_kernel": 7}}
+    server = await start_server(smollm2, kv_policy="snapkv", kv_budget=64, request_kv_policy=False,
+                                kv_policy_options=options)
     try:
         async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{server.port}/healthz") as r:
+                health = await r.json()
+            assert (health["kv_policy"], health["kv_budget"], health["kv_policy_options"]) == ("snapkv", 64, options)
             body = {"model": MODEL, "prompt": LONG_PROMPT, "max_tokens": 2, "temperature": 0}
             async with http.post(base_url(server) + "/completions", json=body) as r:
                 kv = (await r.json())["kv_cache"]
