@@ -92,7 +92,8 @@ def _masked_full_reference(model, ids, report, steps: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 # Unequal heads; with a global budget, unequal rows too (the tiny model's critical stage would even them out).
-@pytest.mark.parametrize("name, fields", [("adakv", {}), ("layer_defensivekv", {"critical_mass": 0.0})])
+@pytest.mark.parametrize("name, fields", [("adakv", {}), ("layer_defensivekv", {"critical_mass": 0.0}),
+                                          ("layer_defensivekv", {"critical_mass": 0.0, "layer_group": 1})])
 def test_headwise_padded_layout_matches_masked_full_cache(model, eager_model, prompt, impl, name, fields) -> None:
     m = model if impl == "sdpa" else eager_model
     policy = make_policy(name, compression_ratio=0.7, window_size=WINDOW, **fields)
