@@ -125,7 +125,7 @@ class _Compressor:
             return None
         q_len = hidden.shape[1]
         # Prefill from an empty cache only: the layer holds exactly this forward's tokens.
-        if q_len <= 1 or isinstance(layer, HeadRaggedLayer) or getattr(layer, VALID_ATTR, None) is not None:
+        if q_len <= 1 or isinstance(layer, HeadRaggedLayer):
             return None
         if layer.get_seq_length() != q_len:
             return None
