@@ -24,7 +24,8 @@ The Triton path never materialises the ``[w, L]`` attention of a head in global 
    halo of ``pool_kernel // 2`` columns on each side, normalises them with the row statistics, pools them
    with one banded matmul in registers, rescales each row and reduces over the ``G * w`` rows (max or sum),
    writing only ``[b, H_kv, n]``. The defensive floor (a per-head mean over ``n``) is one small torch op on
-   that output.
+   that output. :func:`window_scores_and_attention` also sums the unpooled probabilities over the rows in the
+   same pass (CriticalKV's critical stage ranks entries by them), a second ``[b, H_kv, n]`` output.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import torch.nn.functional as F
 
 from ._triton_support import HAS_TRITON, interpreting, next_pow2, tl, triton, use_triton
 
-__all__ = ["window_scores", "window_scores_reference", "window_attention_mean", "AGGREGATIONS"]
+__all__ = ["window_scores", "window_scores_and_attention", "window_scores_reference",
+           "window_scores_and_attention_reference", "window_attention_mean", "AGGREGATIONS"]
 
 AGGREGATIONS = ("mean", "defensive")
 
@@ -74,14 +76,9 @@ def _window_probs(queries: torch.Tensor, keys: torch.Tensor, scale: float | None
     return torch.softmax(s, dim=-1)[..., :n]
 
 
-def window_scores_reference(queries: torch.Tensor, keys: torch.Tensor, *, aggregation: str = "defensive",
-                            pool_kernel: int = 5, scale: float | None = None) -> torch.Tensor:
-    """Unfused torch reference (materialises the [b, H_kv, G, w, L] attention)."""
-    b, hq, w, d, hkv, L, g = _check(queries, keys, aggregation, pool_kernel)
-    n = L - w
-    if n == 0:
-        return torch.zeros(b, hkv, 0, dtype=torch.float32, device=keys.device)
-    p = _window_probs(queries, keys, scale)                       # [b, hkv, g, w, n]
+def _scores_from_probs(p: torch.Tensor, aggregation: str, pool_kernel: int) -> torch.Tensor:
+    """Pool, rescale and aggregate window probabilities ``[b, H_kv, G, w, n]`` into scores ``[b, H_kv, n]``."""
+    n = p.shape[-1]
     mass = p.sum(-1, keepdim=True)
     if pool_kernel > 1:
         pooled = F.avg_pool1d(p.reshape(-1, 1, n), kernel_size=pool_kernel, stride=1, padding=pool_kernel // 2,
@@ -95,6 +92,27 @@ def window_scores_reference(queries: torch.Tensor, keys: torch.Tensor, *, aggreg
         return pooled.mean(dim=3).mean(dim=2)
     r = pooled.amax(dim=(2, 3))
     return torch.maximum(r, r.mean(-1, keepdim=True))
+
+
+def window_scores_reference(queries: torch.Tensor, keys: torch.Tensor, *, aggregation: str = "defensive",
+                            pool_kernel: int = 5, scale: float | None = None) -> torch.Tensor:
+    """Unfused torch reference (materialises the [b, H_kv, G, w, L] attention)."""
+    return window_scores_and_attention_reference(queries, keys, aggregation=aggregation, pool_kernel=pool_kernel,
+                                                 scale=scale)[0]
+
+
+def window_scores_and_attention_reference(
+    queries: torch.Tensor, keys: torch.Tensor, *, aggregation: str = "defensive", pool_kernel: int = 5,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unfused torch reference of :func:`window_scores_and_attention`: both results from one materialised
+    attention."""
+    b, hq, w, d, hkv, L, g = _check(queries, keys, aggregation, pool_kernel)
+    if L == w:
+        empty = torch.zeros(b, hkv, 0, dtype=torch.float32, device=keys.device)
+        return empty, empty.clone()
+    p = _window_probs(queries, keys, scale)                       # [b, hkv, g, w, n]
+    return _scores_from_probs(p, aggregation, pool_kernel), p.mean(dim=(2, 3))
 
 
 def window_attention_mean(queries: torch.Tensor, keys: torch.Tensor, scale: float | None = None) -> torch.Tensor:
@@ -117,6 +135,20 @@ def window_scores(queries: torch.Tensor, keys: torch.Tensor, *, aggregation: str
         return window_scores_reference(queries, keys, aggregation=aggregation, pool_kernel=pool_kernel,
                                        scale=scale)
     return _window_scores_triton(queries, keys, aggregation, pool_kernel, d ** -0.5 if scale is None else scale)
+
+
+def window_scores_and_attention(queries: torch.Tensor, keys: torch.Tensor, *, aggregation: str = "defensive",
+                                pool_kernel: int = 5, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scores, attention)``, both ``[b, H_kv, n]`` float32, from one pass over the keys: the window scores of
+    :func:`window_scores` and the plain window-and-group mean of the unpooled attention
+    (:func:`window_attention_mean`, which CriticalKV's critical stage needs), so neither path materialises the
+    ``[w, L]`` attention on a GPU and the CPU path computes it once."""
+    b, hq, w, d, hkv, L, g = _check(queries, keys, aggregation, pool_kernel)
+    if L == w or not use_triton(_KERNEL, queries, keys):
+        return window_scores_and_attention_reference(queries, keys, aggregation=aggregation,
+                                                     pool_kernel=pool_kernel, scale=scale)
+    return _window_scores_triton(queries, keys, aggregation, pool_kernel, d ** -0.5 if scale is None else scale,
+                                 with_attention=True)
 
 
 _KERNEL = None  # set below when triton is importable
@@ -207,13 +239,14 @@ if HAS_TRITON:
 
     @triton.jit
     def _window_pool_kernel(
-        q_ptr, k_ptr, m_ptr, coef_ptr, out_ptr,
+        q_ptr, k_ptr, m_ptr, coef_ptr, out_ptr, invl_ptr, att_ptr,
         H_KV, n, ROWS, W, ROWS_PAD,
         stride_qb, stride_qh, stride_qw,
         stride_kb, stride_kh, stride_kl,
         qk_scale,
         G: tl.constexpr, D: tl.constexpr, R: tl.constexpr,
-        BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, MEAN: tl.constexpr, DOT_F32: tl.constexpr,
+        BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, MEAN: tl.constexpr, ATT: tl.constexpr,
+        DOT_F32: tl.constexpr,
     ):
         BLOCK_OUT: tl.constexpr = BLOCK_K - 2 * R
         pid_bh = tl.program_id(0)
@@ -243,6 +276,7 @@ if HAS_TRITON:
             acc = tl.zeros([BLOCK_K], dtype=tl.float32)
         else:
             acc = tl.full([BLOCK_K], float("-inf"), dtype=tl.float32)
+        att = tl.zeros([BLOCK_K], dtype=tl.float32)             # unpooled probabilities, by halo column
         for r0 in range(0, ROWS, BLOCK_R):
             rows = r0 + tl.arange(0, BLOCK_R)
             row_ok = rows < ROWS
@@ -260,6 +294,9 @@ if HAS_TRITON:
             e = tl.exp2(s * qk_scale - m[:, None])
             e = tl.where(ext_ok[None, :] & row_ok[:, None], e, 0.0)
             pooled = tl.dot(e, band, input_precision="ieee") * coef[:, None]   # [BLOCK_R, BLOCK_K out]
+            if ATT:
+                inv_l = tl.load(invl_ptr + pid_bh * ROWS_PAD + rows, mask=row_ok, other=0.0)
+                att += tl.sum(e * inv_l[:, None], axis=0)
             if MEAN:
                 acc += tl.sum(pooled, axis=0)
             else:
@@ -267,6 +304,10 @@ if HAS_TRITON:
         if MEAN:
             acc = acc / ROWS
         tl.store(out_ptr + pid_bh.to(tl.int64) * n + out_cols, acc, mask=out_ok)
+        if ATT:
+            # halo column t is key column start - R + t: this program owns t in [R, R + BLOCK_OUT)
+            att_ok = (loc >= R) & (loc < R + BLOCK_OUT) & (ext_cols < n)
+            tl.store(att_ptr + pid_bh.to(tl.int64) * n + ext_cols, att / ROWS, mask=att_ok)
 
 
     _KERNEL = _window_pool_kernel
@@ -286,9 +327,11 @@ def _pick_blocks(rows: int, d: int, n_cols: int, device: torch.device) -> dict[s
 
 
 def _window_scores_triton(queries: torch.Tensor, keys: torch.Tensor, aggregation: str, pool_kernel: int,
-                          scale: float, blocks: dict[str, int] | None = None) -> torch.Tensor:
-    """Launch both kernels. `blocks` overrides the tile choice (BLOCK_R, BLOCK_L, BLOCK_K, target_programs):
-    the tests use it to run GPU-sized tiles, several row chunks and several key splits under the interpreter."""
+                          scale: float, blocks: dict[str, int] | None = None,
+                          with_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Launch both kernels; with ``with_attention`` also return the unpooled mean attention (same pass).
+    `blocks` overrides the tile choice (BLOCK_R, BLOCK_L, BLOCK_K, target_programs): the tests use it to run
+    GPU-sized tiles, several row chunks and several key splits under the interpreter."""
     b, hq, w, d = queries.shape
     hkv, L = keys.shape[1], keys.shape[2]
     g = hq // hkv
@@ -339,15 +382,21 @@ def _window_scores_triton(queries: torch.Tensor, keys: torch.Tensor, aggregation
     coef = coef.contiguous()
 
     out = torch.empty(b, hkv, n, dtype=torch.float32, device=dev)
+    if with_attention:
+        inv_l = torch.where(l_all > 0, 1.0 / l_all.clamp_min(torch.finfo(torch.float32).tiny),
+                            torch.zeros_like(l_all)).contiguous()
+        att = torch.empty(b, hkv, n, dtype=torch.float32, device=dev)
+    else:
+        inv_l, att = coef, out          # not read: the kernel is specialised with ATT=False
     block_k = cfg["BLOCK_K"]
     _window_pool_kernel[(b * hkv, triton.cdiv(n, block_k - 2 * r))](
-        queries, keys, m, coef, out,
+        queries, keys, m, coef, out, inv_l, att,
         hkv, n, rows, w, rows_pad,
         queries.stride(0), queries.stride(1), queries.stride(2),
         keys.stride(0), keys.stride(1), keys.stride(2),
         qk_scale, G=g, D=d, R=r, BLOCK_R=block_r, BLOCK_K=block_k, MEAN=aggregation == "mean",
-        DOT_F32=dot_f32, num_warps=cfg["num_warps"],
+        ATT=with_attention, DOT_F32=dot_f32, num_warps=cfg["num_warps"],
     )
     if aggregation == "defensive":
         out = torch.maximum(out, out.mean(-1, keepdim=True))
-    return out
+    return (out, att) if with_attention else out

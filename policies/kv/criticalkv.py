@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 
 from cachesvc.kernels.value_norm import value_norm
-from cachesvc.kernels.window_scores import window_attention_mean
+from cachesvc.kernels.window_scores import window_scores_and_attention
 
 from .base import MUST_KEEP, KVPolicy, ScoreInputs
 from .snapkv import window_importance
@@ -30,17 +30,17 @@ def value_norm_share(inputs: ScoreInputs) -> torch.Tensor:
     return norms / norms.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
 
 
-def critical_mask(inputs: ScoreInputs, critical_mass: float, cap: int) -> torch.Tensor:
+def critical_mask(attention: torch.Tensor, critical_mass: float, cap: int) -> torch.Tensor:
     """Bool ``[b, kv_heads, n]``: per head, the smallest set of top-attention entries that, with the window,
-    reaches ``critical_mass`` of the (group-and-window averaged) attention; at most ``cap`` entries per head."""
-    att = window_attention_mean(inputs.queries, inputs.keys, scale=getattr(inputs.module, "scaling", None))
-    n = att.shape[-1]
-    window_mass = 1.0 - att.sum(-1, keepdim=True)
+    reaches ``critical_mass`` of the (group-and-window averaged, unpooled) ``attention`` ``[b, kv_heads, n]``;
+    at most ``cap`` entries per head."""
+    n = attention.shape[-1]
+    window_mass = 1.0 - attention.sum(-1, keepdim=True)
     threshold = critical_mass - window_mass
-    sorted_att, order = att.sort(dim=-1, descending=True)
+    sorted_att, order = attention.sort(dim=-1, descending=True)
     count = (sorted_att.cumsum(-1) < threshold).sum(-1, keepdim=True) + 1
     count = torch.where(threshold <= 0, torch.zeros_like(count), count).clamp(max=min(cap, n))
-    in_set = torch.arange(n, device=att.device) < count
+    in_set = torch.arange(n, device=attention.device) < count
     return torch.zeros_like(in_set).scatter(-1, order, in_set)
 
 
@@ -59,8 +59,13 @@ class CriticalKVPolicy(KVPolicy):
             raise ValueError(f"critical_mass must be in [0, 1], got {self.critical_mass}")
 
     def score(self, inputs: ScoreInputs) -> torch.Tensor:
-        scores = window_importance(inputs, self.aggregation, self.pool_kernel) * value_norm_share(inputs)
-        if self.critical_mass > 0:
-            cap = self.prefix_budget(inputs.keys.shape[-2])
-            scores = torch.where(critical_mask(inputs, self.critical_mass, cap), MUST_KEEP, scores)
-        return scores
+        if self.critical_mass <= 0:
+            return window_importance(inputs, self.aggregation, self.pool_kernel) * value_norm_share(inputs)
+        # The window scores and the critical stage's unpooled attention come from one pass over the keys.
+        window, attention = window_scores_and_attention(
+            inputs.queries, inputs.keys, aggregation=self.aggregation, pool_kernel=self.pool_kernel,
+            scale=getattr(inputs.module, "scaling", None),
+        )
+        scores = window * value_norm_share(inputs)
+        cap = self.prefix_budget(inputs.keys.shape[-2])
+        return torch.where(critical_mask(attention, self.critical_mass, cap), MUST_KEEP, scores)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from cachesvc.kernels.window_scores import (_window_probs, _window_scores_triton, window_attention_mean,
-                                            window_scores, window_scores_reference)
+                                            window_scores, window_scores_and_attention,
+                                            window_scores_and_attention_reference, window_scores_reference)
 
 from ._assert import assert_close
 
@@ -59,6 +60,12 @@ def test_kernel_matches_reference(case, device):
         b, hkv, g, w, L, d = shape
         assert out.dtype == torch.float32 and out.shape == (b, hkv, L - w)
         assert_close(out, ref, atol=atol, rtol=rtol, name=f"{agg} {_id(case)}")
+    # The one-pass variant (CriticalKV / DefensiveKV): same scores, plus the unpooled mean attention.
+    agg = ("defensive", "mean")[CASES.index(case) % 2]
+    out, att = window_scores_and_attention(q, k, aggregation=agg)
+    ref, ref_att = window_scores_and_attention_reference(q, k, aggregation=agg)
+    assert_close(out, ref, atol=atol, rtol=rtol, name=f"{agg} with attention {_id(case)}")
+    assert_close(att, ref_att, atol=atol, rtol=rtol, name=f"attention {_id(case)}")
 
 
 # GPU-sized tiles, several row chunks and several key splits under the interpreter (the merge path).
@@ -78,6 +85,11 @@ def test_kernel_tiles_and_splits(shape, dtype, blocks, device):
         out = _window_scores_triton(q, k, agg, 5, d ** -0.5, blocks=blocks)
         assert_close(out, window_scores_reference(q, k, aggregation=agg), atol=atol, rtol=rtol,
                      name=f"{agg} {blocks}")
+    # every output tile writes exactly its own columns of the attention (the halo columns belong to neighbours)
+    out, att = _window_scores_triton(q, k, "defensive", 5, d ** -0.5, blocks=blocks, with_attention=True)
+    ref, ref_att = window_scores_and_attention_reference(q, k, aggregation="defensive")
+    assert_close(out, ref, atol=atol, rtol=rtol, name=f"with attention {blocks}")
+    assert_close(att, ref_att, atol=atol, rtol=rtol, name=f"attention {blocks}")
 
 
 @pytest.mark.parametrize("pool_kernel,scale", [(1, None), (3, 0.3), (7, None)])
@@ -101,6 +113,8 @@ def test_kernel_peaked_scores_and_noncontiguous(device):
 def test_window_equals_context_gives_empty(device):
     q, k = _inputs((1, 1, 4, 8, 8, 64), torch.float32, device)
     assert window_scores(q, k).shape == (1, 1, 0)
+    scores, att = window_scores_and_attention(q, k)
+    assert scores.shape == att.shape == (1, 1, 0)
 
 
 def test_bad_arguments():
@@ -220,6 +234,10 @@ def test_window_attention_mean_is_plain_average():
     assert_close(out, ref, atol=1e-6, rtol=1e-5, name="window_attention_mean")
     # each window row sums to <= 1 over the prefix, so the average does too
     assert (out.sum(-1) <= 1 + 1e-6).all()
+    # the one-pass reference returns the same attention next to the same scores
+    scores, att = window_scores_and_attention_reference(q, k, aggregation="defensive", pool_kernel=3)
+    assert torch.equal(att, out)
+    assert torch.equal(scores, window_scores_reference(q, k, aggregation="defensive", pool_kernel=3))
 
 
 def test_the_triton_path_is_taken(device):

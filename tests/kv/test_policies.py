@@ -178,3 +178,17 @@ def test_the_torch_free_name_list_matches_the_registry() -> None:
     from cachesvc.policies.kv_names import POLICY_NAMES
 
     assert set(POLICY_NAMES) == set(KV_POLICIES)
+
+
+def test_critical_stage_takes_the_smallest_set_reaching_the_mass() -> None:
+    from cachesvc.policies.kv.criticalkv import critical_mask
+
+    # head 0: the window carries 0.15, so 0.9 needs 0.75 from the prefix: 0.5 + 0.2 + 0.1 (three entries);
+    # head 1: the window alone carries 0.95 >= 0.9, so nothing is forced.
+    att = torch.tensor([[[0.1, 0.5, 0.05, 0.2], [0.01, 0.02, 0.01, 0.01]]])
+    assert critical_mask(att, 0.9, cap=4).tolist() == [[[True, True, False, True], [False] * 4]]
+    # capped at the head's prefix budget: the two largest only
+    assert critical_mask(att, 0.9, cap=2).tolist() == [[[False, True, False, True], [False] * 4]]
+    # batch rows and heads are independent
+    both = critical_mask(torch.cat([att, att.flip(1)]), 0.9, cap=4)
+    assert both[1].tolist() == [[False] * 4, [True, True, False, True]]
