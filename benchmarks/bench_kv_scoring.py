@@ -1,22 +1,39 @@
-"""Benchmark the fused window-scores kernel against the unfused torch reference (not part of the test suite).
+"""Benchmark the KV-eviction kernels against their unfused torch references (not part of the test suite).
 
-On a CUDA device: for each context length, checks the kernel against the reference, then times both with
-`triton.testing.do_bench` and prints the time, the achieved memory bandwidth (bytes of keys + queries read
-once / time) next to the device's peak, and the speed-up; results can be merged into a JSON file keyed by
-`torch.cuda.get_device_name()`.
+Two tables, both timed with `triton.testing.do_bench` (median) on a CUDA device:
 
-Without CUDA it runs a small correctness check under the Triton interpreter only, and says so.
+1. **Kernels**: the fused window-scores kernel (`window_scores`, DefensiveKV aggregation) and the value-norm
+   kernel against their torch references, with achieved memory bandwidth next to the device's peak and the
+   speed-up; each output is checked against the reference first.
+2. **Scoring overhead**: what eviction adds to one layer's prefill. A Llama-3.1-8B-shaped decoder layer (random
+   weights; RMSNorm, RoPE, SDPA causal attention with GQA, SwiGLU MLP) is timed on `L` tokens; then, for SnapKV
+   and DefensiveKV, the work the prefill hook does on that layer (window queries, `policy.score`,
+   `policy.select`) with the Triton kernels and with the torch references (`CACHESVC_TRITON=0`), as a share of
+   the layer's prefill time.
 
-    python benchmarks/bench_kv_scoring.py                       # 4k..128k, 32 q heads, 8 kv heads, d=128, w=32
-    python benchmarks/bench_kv_scoring.py --lengths 4096,32768 --aggregation mean --json .benchmarks/kv.json
+Inputs rotate among enough copies to exceed the L2 cache, so small contexts are not timed from cache.
+
+    python benchmarks/bench_kv_scoring.py                 # GPU: L = 4k..128k, 32 q heads, 8 kv heads, d=128, w=32
+    python benchmarks/bench_kv_scoring.py --lengths 4096,32768 --json .benchmarks/kv.json
+    python benchmarks/bench_kv_scoring.py --smoke         # tiny shapes through every code path (CPU: interpreter)
+    python benchmarks/bench_kv_scoring.py --flops         # matrix FLOPs of the scoring against the layer (no device)
+
+Without CUDA (and without `--smoke`) it runs a correctness check of the fused kernel under the Triton
+interpreter only, and says so. `--smoke` on the CPU prints interpreter times, which measure nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -25,9 +42,17 @@ if not torch.cuda.is_available():
     # must precede the first import of triton and of the kernel modules
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+try:
+    import cachesvc.kernels  # noqa: F401  (installed, or put on the path by benchmarks/device_kv.sh)
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cachesvc.kernels._triton_support import DISABLE_ENV  # noqa: E402
+from cachesvc.kernels.value_norm import value_norm, value_norm_chunked  # noqa: E402
 from cachesvc.kernels.window_scores import window_scores, window_scores_reference  # noqa: E402
+from cachesvc.policies.kv import make_policy  # noqa: E402
+from cachesvc.policies.kv.apply import _rotate_half, window_queries  # noqa: E402
+from cachesvc.policies.kv.base import MUST_KEEP, ScoreInputs  # noqa: E402
 
 # Peak DRAM bandwidth in GB/s by (substring of) device name; the first match wins.
 PEAK_GBPS = [
@@ -46,63 +71,302 @@ def peak_gbps(name: str) -> float | None:
     return None
 
 
-def make_inputs(batch: int, heads: int, kv_heads: int, length: int, dim: int, window: int, dtype: torch.dtype,
-                device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator(device=device).manual_seed(length)
-    q = torch.randn(batch, heads, window, dim, device=device, generator=g).to(dtype)
-    k = torch.randn(batch, kv_heads, length, dim, device=device, generator=g).to(dtype)
-    return q, k
+@dataclass(frozen=True)
+class Shape:
+    """One layer's shape (default: Llama-3.1-8B) and the eviction setting."""
+
+    batch: int = 1
+    heads: int = 32
+    kv_heads: int = 8
+    head_dim: int = 128
+    hidden: int = 4096
+    intermediate: int = 14336
+    window: int = 32
+    keep: float = 0.2
+    dtype: str = "float16"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+
+SMOKE = Shape(heads=4, kv_heads=2, head_dim=64, hidden=128, intermediate=256, window=8, dtype="float32")
+SMOKE_LENGTHS = [67, 131]
+DEFAULT_LENGTHS = [4096, 8192, 16384, 32768, 65536, 131072]
+
+
+# -- timing -------------------------------------------------------------------------------------------------------
+
+Timer = Callable[[Callable[[], object]], float]
+
+
+def make_timer(device: str, warmup_ms: int, rep_ms: int) -> Timer:
+    """Median milliseconds of a call: `do_bench` (CUDA events) on a GPU, a host clock elsewhere."""
+    if device == "cuda":
+        import triton.testing
+
+        return lambda fn: float(triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
+
+    def host(fn: Callable[[], object]) -> float:
+        fn()
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            runs.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(runs)
+
+    return host
+
+
+def rotating(fn: Callable[..., object], input_sets: list[tuple]) -> Callable[[], object]:
+    """A call of `fn` on the next of several input sets, so that repeated calls do not read from the L2 cache."""
+    state = {"i": 0}
+
+    def call() -> object:
+        args = input_sets[state["i"] % len(input_sets)]
+        state["i"] += 1
+        return fn(*args)
+
+    return call
+
+
+def copies_for(nbytes: int, device: str) -> int:
+    """How many input sets of `nbytes` it takes to exceed the L2 cache four times over (1 on the CPU)."""
+    if device != "cuda":
+        return 1
+    l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 * 2**20)
+    return max(1, min(16, math.ceil(4 * l2 / max(nbytes, 1))))
+
+
+@contextmanager
+def torch_references():
+    """Run the block with the torch references instead of the Triton kernels (``CACHESVC_TRITON=0``)."""
+    old = os.environ.get(DISABLE_ENV)
+    os.environ[DISABLE_ENV] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[DISABLE_ENV]
+        else:
+            os.environ[DISABLE_ENV] = old
+
+
+def on_references(fn: Callable[[], object]) -> Callable[[], object]:
+    def call() -> object:
+        with torch_references():
+            return fn()
+
+    return call
 
 
 def max_rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+    return ((out.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-30)).item()
 
 
-def run_gpu(args: argparse.Namespace) -> None:
-    import triton.testing
+# -- a decoder layer of the benchmark's shape ---------------------------------------------------------------------
 
-    name = torch.cuda.get_device_name()
-    peak = peak_gbps(name)
-    print(f"device: {name} (peak DRAM bandwidth {peak or 'unknown'} GB/s); b={args.batch}, H_q={args.heads}, "
-          f"H_kv={args.kv_heads}, d={args.head_dim}, w={args.window}, {args.dtype}, aggregation={args.aggregation}")
-    header = ("| L | fused ms | fused GB/s | % of peak | reference ms | reference GB/s | speed-up | max rel err |\n"
-              "|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(header)
+class SyntheticLayer(torch.nn.Module):
+    """A Llama-style decoder layer with random weights: what one layer's prefill costs, and the attention module
+    the eviction hook sees (``q_proj``, ``o_proj``, ``head_dim``, ``scaling``)."""
+
+    def __init__(self, shape: Shape, device: str) -> None:
+        super().__init__()
+        d, hq, hkv, hid = shape.head_dim, shape.heads, shape.kv_heads, shape.hidden
+        lin = lambda i, o: torch.nn.Linear(i, o, bias=False)  # noqa: E731
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = lin(hid, hq * d), lin(hid, hkv * d), lin(hid, hkv * d), \
+            lin(hq * d, hid)
+        self.gate_proj, self.up_proj = lin(hid, shape.intermediate), lin(hid, shape.intermediate)
+        self.down_proj = lin(shape.intermediate, hid)
+        self.head_dim, self.heads, self.kv_heads = d, hq, hkv
+        self.scaling = d ** -0.5
+        self.to(device=device, dtype=shape.torch_dtype)
+
+    @staticmethod
+    def rope(length: int, dim: int, device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        inv = 1.0 / (500000.0 ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim))
+        freqs = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)[None]
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+    @staticmethod
+    def rms(x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-5).to(x.dtype)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):  # noqa: ANN201
+        """The layer's output, and what the eviction hook reads: the attention input, keys and values."""
+        b, L, _ = x.shape
+        h = self.rms(x)
+        q = self.q_proj(h).view(b, L, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(b, L, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(b, L, self.kv_heads, self.head_dim).transpose(1, 2)
+        c, s = cos.unsqueeze(1), sin.unsqueeze(1)
+        q, k = q * c + _rotate_half(q) * s, k * c + _rotate_half(k) * s
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        x = x + self.o_proj(a.transpose(1, 2).reshape(b, L, -1))
+        m = self.rms(x)
+        x = x + self.down_proj(torch.nn.functional.silu(self.gate_proj(m)) * self.up_proj(m))
+        return x, h, k, v
+
+
+def eviction_work(policy, layer: SyntheticLayer, hidden, cos, sin, keys, values) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001, E501
+    """What the prefill hook computes on one layer before the gather: window queries, scores, keep mask."""
+    queries = window_queries(layer, hidden, (cos, sin), policy.window_size)
+    scores = policy.score(ScoreInputs(layer, hidden, keys, values, queries, policy.window_size)).float()
+    return scores, policy.select(scores)
+
+
+# -- operation counts ---------------------------------------------------------------------------------------------
+
+def layer_flops(shape: Shape, length: int) -> float:
+    """Matrix FLOPs of one layer's prefill: the projections, the MLP and causal attention (QK and PV, half the
+    square)."""
+    d, hq, hkv, hid = shape.head_dim, shape.heads, shape.kv_heads, shape.hidden
+    linear = 2 * length * hid * (2 * hq * d + 2 * hkv * d + 3 * shape.intermediate)
+    attention = 2 * 2 * hq * d * length * length / 2
+    return shape.batch * (linear + attention)
+
+
+def window_scores_flops(shape: Shape, length: int) -> float:
+    """The fused kernel's matrix FLOPs: ``q k^T`` in both passes (G*w rows per KV head) and the banded pooling
+    product of the second pass (a [rows, 64] x [64, 64] tile per 60 output columns)."""
+    rows = shape.heads * shape.window
+    return shape.batch * rows * length * (2 * 2 * shape.head_dim + 2 * 64 * 64 / 60)
+
+
+def value_norm_flops(shape: Shape, length: int) -> float:
+    """``v W_O^h`` for every query head: as many FLOPs as the output projection itself."""
+    return shape.batch * 2 * length * shape.heads * shape.head_dim * shape.hidden
+
+
+def print_flop_shares(lengths: list[int], shape: Shape) -> None:
+    """What the scoring costs in matrix FLOPs against the layer's prefill: a floor for its share of the time if
+    the kernels ran as efficiently as the layer's own matrix products (no device needed)."""
+    print(f"Matrix FLOPs per layer (H_q={shape.heads}, H_kv={shape.kv_heads}, d={shape.head_dim}, "
+          f"hidden={shape.hidden}, MLP {shape.intermediate}, w={shape.window})")
+    print("| L | layer prefill GFLOP | window scores GFLOP | share | value norms GFLOP | share |\n"
+          "|---:|---:|---:|---:|---:|---:|")
+    for length in lengths:
+        lf, wf, vf = layer_flops(shape, length), window_scores_flops(shape, length), value_norm_flops(shape, length)
+        print(f"| {length} | {lf / 1e9:,.0f} | {wf / 1e9:,.1f} | {100 * wf / lf:.2f}% | {vf / 1e9:,.0f} | "
+              f"{100 * vf / lf:.2f}% |")
+
+
+# -- tables ---------------------------------------------------------------------------------------------------------
+
+def kernel_rows(lengths: list[int], shape: Shape, device: str, timer: Timer, peak: float | None,
+                aggregation: str) -> list[dict]:
+    print(f"\nKernels (b={shape.batch}, H_q={shape.heads}, H_kv={shape.kv_heads}, d={shape.head_dim}, "
+          f"w={shape.window}, hidden={shape.hidden}, {shape.dtype}; window scores with {aggregation} aggregation)")
+    print("| kernel | L | fused ms | fused GB/s | % of peak | reference ms | speed-up | max rel err |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
+    dt = shape.torch_dtype
+    g = torch.Generator(device=device).manual_seed(0)
+    o_weight = (torch.randn(shape.hidden, shape.heads * shape.head_dim, device=device, generator=g) * 0.02).to(dt)
     rows = []
-    for length in args.lengths:
-        q, k = make_inputs(args.batch, args.heads, args.kv_heads, length, args.head_dim, args.window,
-                           getattr(torch, args.dtype), "cuda")
-        nbytes = q.numel() * q.element_size() + k.numel() * k.element_size()
-        fused = lambda: window_scores(q, k, aggregation=args.aggregation)  # noqa: E731
-        unfused = lambda: window_scores_reference(q, k, aggregation=args.aggregation)  # noqa: E731
-        out = fused()
-        try:
-            ref = unfused()
-            err = max_rel_err(out, ref)
-            del ref
-            t_ref = triton.testing.do_bench(unfused, warmup=args.warmup, rep=args.rep)
-        except torch.OutOfMemoryError:
-            err, t_ref = float("nan"), float("nan")
-        torch.cuda.empty_cache()
-        t_fused = triton.testing.do_bench(fused, warmup=args.warmup, rep=args.rep)
-        gbps = nbytes / t_fused / 1e6
-        gbps_ref = nbytes / t_ref / 1e6
-        pct = f"{100 * gbps / peak:.0f}%" if peak else "n/a"
-        row = dict(length=length, fused_ms=t_fused, fused_gbps=gbps, reference_ms=t_ref, reference_gbps=gbps_ref,
-                   speedup=t_ref / t_fused, max_rel_err=err)
-        rows.append(row)
-        print(f"| {length} | {t_fused:.3f} | {gbps:.0f} | {pct} | {t_ref:.3f} | {gbps_ref:.0f} | "
-              f"{t_ref / t_fused:.1f}x | {err:.1e} |")
+    for length in lengths:
+        def make():  # noqa: ANN202
+            q = torch.randn(shape.batch, shape.heads, shape.window, shape.head_dim, device=device, generator=g)
+            kv = torch.randn(2, shape.batch, shape.kv_heads, length, shape.head_dim, device=device, generator=g)
+            return q.to(dt), kv[0].to(dt), kv[1].to(dt)
+
+        first = make()
+        nbytes = sum(t.numel() * t.element_size() for t in first)
+        sets = [first] + [make() for _ in range(copies_for(nbytes, device) - 1)]
+        cases = [
+            ("window_scores", lambda q, k, v: window_scores(q, k, aggregation=aggregation),
+             lambda q, k, v: window_scores_reference(q, k, aggregation=aggregation),
+             lambda q, k, v: q.numel() * q.element_size() + k.numel() * k.element_size()),
+            ("value_norm", lambda q, k, v: value_norm(v, o_weight, shape.heads // shape.kv_heads),
+             lambda q, k, v: value_norm_chunked(v, o_weight, shape.heads // shape.kv_heads),
+             lambda q, k, v: v.numel() * v.element_size() + o_weight.numel() * o_weight.element_size()),
+        ]
+        for name, fused, reference, count_bytes in cases:
+            out = fused(*first)
+            try:
+                err = max_rel_err(out, reference(*first))
+                t_ref = timer(rotating(reference, sets))
+            except torch.OutOfMemoryError:
+                err, t_ref = float("nan"), float("nan")
+            t_fused = timer(rotating(fused, sets))
+            gbps = count_bytes(*first) / t_fused / 1e6
+            pct = f"{100 * gbps / peak:.0f}%" if peak else "n/a"
+            row = dict(kernel=name, length=length, fused_ms=t_fused, fused_gbps=gbps, reference_ms=t_ref,
+                       speedup=t_ref / t_fused, max_rel_err=err)
+            rows.append(row)
+            print(f"| {name} | {length} | {t_fused:.3f} | {gbps:.0f} | {pct} | {t_ref:.3f} | {t_ref / t_fused:.1f}x "
+                  f"| {err:.1e} |")
+        del sets, first
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def overhead_rows(lengths: list[int], shape: Shape, device: str, timer: Timer, policies: list[str]) -> list[dict]:
+    print(f"\nScoring overhead per layer (keep {shape.keep:.0%}; layer: hidden {shape.hidden}, MLP "
+          f"{shape.intermediate}, {shape.heads}/{shape.kv_heads} heads, d={shape.head_dim}, SDPA causal, "
+          f"{shape.dtype})")
+    print("| L | layer prefill ms | policy | scoring ms (Triton) | share of prefill | scoring ms (torch) | share "
+          "| speed-up | kept entries agree |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    layer = SyntheticLayer(shape, device)
+    rows = []
+    with torch.no_grad():
+        for length in lengths:
+            cos, sin = SyntheticLayer.rope(length, shape.head_dim, device, shape.torch_dtype)
+            x = torch.randn(shape.batch, length, shape.hidden, device=device, dtype=shape.torch_dtype)
+            t_layer = timer(lambda: layer(x, cos, sin))
+            first = layer(x, cos, sin)[1:]                                   # hidden, keys, values
+            h0, k0, v0 = first
+            nbytes = sum(t.numel() * t.element_size() for t in first)
+            sets = [first] + [layer(torch.randn_like(x), cos, sin)[1:] for _ in range(copies_for(nbytes, device) - 1)]
+            for name in policies:
+                policy = make_policy(name, compression_ratio=1.0 - shape.keep, window_size=shape.window)
+                work = rotating(lambda h, k, v: eviction_work(policy, layer, h, cos, sin, k, v), sets)
+                once = lambda: eviction_work(policy, layer, h0, cos, sin, k0, v0)  # noqa: E731  (for the check)
+                scores, keep = once()
+                try:
+                    ref_scores, ref_keep = on_references(once)()
+                    soft = (scores < MUST_KEEP) & (ref_scores < MUST_KEEP)
+                    err = max_rel_err(scores[soft], ref_scores[soft]) if soft.any() else 0.0
+                    agree = (keep & ref_keep).sum().item() / max(1, ref_keep.sum().item())
+                    t_ref = timer(on_references(work))
+                except torch.OutOfMemoryError:
+                    err, agree, t_ref = float("nan"), float("nan"), float("nan")
+                t_fused = timer(work)
+                row = dict(length=length, layer_ms=t_layer, policy=name, fused_ms=t_fused,
+                           fused_share=t_fused / t_layer, reference_ms=t_ref, reference_share=t_ref / t_layer,
+                           speedup=t_ref / t_fused, keep_agreement=agree, max_rel_err=err)
+                rows.append(row)
+                print(f"| {length} | {t_layer:.2f} | {name} | {t_fused:.3f} | {100 * t_fused / t_layer:.2f}% | "
+                      f"{t_ref:.3f} | {100 * t_ref / t_layer:.2f}% | {t_ref / t_fused:.1f}x | {agree:.4f} |")
+            del x, first, sets, h0, k0, v0
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    return rows
+
+
+def run_tables(args: argparse.Namespace, shape: Shape, device: str) -> dict:
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu (Triton interpreter: times measure nothing)"
+    peak = peak_gbps(name) if device == "cuda" else None
+    print(f"device: {name} (peak DRAM bandwidth {peak or 'unknown'} GB/s)")
+    print_flop_shares(args.lengths, shape)
+    timer = make_timer(device, args.warmup, args.rep)
+    result = dict(peak_gbps=peak, config=asdict(shape),
+                  kernels=kernel_rows(args.lengths, shape, device, timer, peak, args.aggregation),
+                  overhead=overhead_rows(args.lengths, shape, device, timer, args.policies))
+    bad = [r for r in result["kernels"] if not r["max_rel_err"] <= args.tolerance]
+    bad += [r for r in result["overhead"] if not r["keep_agreement"] >= 0.99]
+    print("\nOK: every kernel matches its reference" if not bad else f"\nMISMATCH: {bad}")
+    result["ok"] = not bad
     if args.json:
         path = Path(args.json)
         data = json.loads(path.read_text()) if path.exists() else {}
-        data[name] = dict(peak_gbps=peak, config=dict(batch=args.batch, heads=args.heads, kv_heads=args.kv_heads,
-                                                      head_dim=args.head_dim, window=args.window, dtype=args.dtype,
-                                                      aggregation=args.aggregation),
-                          results=rows)
+        data[name] = result
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2))
         print(f"wrote {path} (key {name!r})")
+    return result
 
 
 def run_cpu_check(args: argparse.Namespace) -> int:
@@ -112,12 +376,14 @@ def run_cpu_check(args: argparse.Namespace) -> int:
     if not HAS_TRITON or not interpreter_ready():
         print("triton is not importable in interpreter mode here; nothing to check.")
         return 1
+    shape = Shape()
     # Same head layout as the benchmark, short contexts (the interpreter's cost grows with programs x ops).
     worst = 0.0
     print("| L | aggregation | dtype | max rel err vs reference |\n|---:|---|---|---:|")
     for length in (67, 131, 293):
         for dtype in (torch.float16, torch.float32):
-            q, k = make_inputs(1, args.heads, args.kv_heads, length, args.head_dim, args.window, dtype, "cpu")
+            q = torch.randn(1, shape.heads, shape.window, shape.head_dim).to(dtype)
+            k = torch.randn(1, shape.kv_heads, length, shape.head_dim).to(dtype)
             for agg in ("defensive", "mean"):
                 err = max_rel_err(window_scores(q, k, aggregation=agg), window_scores_reference(q, k, aggregation=agg))
                 worst = max(worst, err)
@@ -127,25 +393,34 @@ def run_cpu_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")],
-                    default=[4096, 8192, 16384, 32768, 65536, 131072], help="context lengths, comma-separated")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--heads", type=int, default=32, help="query heads")
-    ap.add_argument("--kv-heads", type=int, default=8)
-    ap.add_argument("--head-dim", type=int, default=128)
-    ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
-    ap.add_argument("--aggregation", choices=["defensive", "mean"], default="defensive")
+    ap.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                    help="context lengths, comma-separated (default 4096..131072; with --smoke 67,131)")
+    ap.add_argument("--policies", nargs="+", default=["snapkv", "defensivekv"])
+    ap.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default=None)
+    ap.add_argument("--aggregation", choices=["defensive", "mean"], default="defensive",
+                    help="aggregation of the window-scores row of the kernel table")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny shapes through every code path of the GPU run (on the CPU: under the interpreter)")
     ap.add_argument("--warmup", type=int, default=25, help="do_bench warm-up, ms")
     ap.add_argument("--rep", type=int, default=100, help="do_bench repetition time, ms")
+    ap.add_argument("--tolerance", type=float, default=1e-2, help="largest relative error a kernel may show")
     ap.add_argument("--json", help="merge results into this JSON file, keyed by device name")
-    args = ap.parse_args()
-    if torch.cuda.is_available():
-        run_gpu(args)
+    ap.add_argument("--flops", action="store_true", help="only print the FLOP shares of the scoring (no device)")
+    args = ap.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.flops:
+        print_flop_shares(args.lengths or DEFAULT_LENGTHS, Shape())
         return 0
-    return run_cpu_check(args)
+    if not args.smoke and device != "cuda":
+        return run_cpu_check(args)
+    shape = SMOKE if args.smoke else Shape()
+    if args.dtype:
+        shape = Shape(**{**asdict(shape), "dtype": args.dtype})
+    if args.lengths is None:
+        args.lengths = SMOKE_LENGTHS if args.smoke else DEFAULT_LENGTHS
+    return 0 if run_tables(args, shape, device)["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -35,14 +35,25 @@ def interpreter_ready() -> bool:
     return HAS_TRITON and type(tl.standard.sigmoid).__name__ == "InterpretedFunction"
 
 
+# Set to 0 to run the torch references instead of the Triton kernels everywhere (read at call time): a way out
+# if a kernel misbehaves on some device, and the unfused baseline of benchmarks/bench_kv_scoring.py.
+DISABLE_ENV = "CACHESVC_TRITON"
+
+
+def triton_disabled() -> bool:
+    """True when ``CACHESVC_TRITON`` is set to a false value (``0``, ``false``, ``no``, ``off``)."""
+    return os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off")
+
+
 def use_triton(kernel: object, *tensors: torch.Tensor) -> bool:
-    """Dispatch rule: the Triton kernel when the tensors live on CUDA or the interpreter is on.
+    """Dispatch rule: the Triton kernel when the tensors live on CUDA or the interpreter is on, unless
+    ``CACHESVC_TRITON=0``.
 
     On the CPU the kernel (and triton itself) must also have been decorated under the interpreter, i.e.
     imported after `TRITON_INTERPRET=1` was set; otherwise a launch would fail ("0 active drivers"), so the
     torch reference is used instead.
     """
-    if not HAS_TRITON or kernel is None:
+    if not HAS_TRITON or kernel is None or triton_disabled():
         return False
     if all(t.is_cuda for t in tensors):
         return True

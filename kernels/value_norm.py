@@ -106,6 +106,12 @@ if HAS_TRITON:
     _KERNEL = _value_norm_kernel
 
 
+def gpu_tiles(d: int) -> dict[str, int]:
+    """Tile sizes on a GPU: 64 positions by 64 (d >= 128) or 128 hidden columns, 4 warps (checked without spills
+    for sm_90 by ``benchmarks/kv_kernel_resources.py``)."""
+    return dict(BLOCK_L=64, BLOCK_H=64 if d >= 128 else 128, num_warps=4)
+
+
 def _value_norm_triton(values: torch.Tensor, o_proj_weight: torch.Tensor, group: int) -> torch.Tensor:
     b, hkv, L, d = values.shape
     hidden = o_proj_weight.shape[0]
@@ -118,13 +124,14 @@ def _value_norm_triton(values: torch.Tensor, o_proj_weight: torch.Tensor, group:
     interp = interpreting() and values.device.type != "cuda"
     dot_f32 = values.dtype == torch.float32 or interp
     if interp:   # few, large programs: interpreter cost grows with programs x ops
-        block_l, block_h = max(16, min(256, next_pow2(L))), max(16, min(512, next_pow2(hidden)))
+        tiles = dict(BLOCK_L=max(16, min(256, next_pow2(L))), BLOCK_H=max(16, min(512, next_pow2(hidden))),
+                     num_warps=4)
     else:
-        block_l, block_h = 64, 64 if d >= 128 else 128
+        tiles = gpu_tiles(d)
     out = torch.empty(b, hkv, L, dtype=torch.float32, device=values.device)
-    _value_norm_kernel[(b * hkv, triton.cdiv(L, block_l))](
+    _value_norm_kernel[(b * hkv, triton.cdiv(L, tiles["BLOCK_L"]))](
         values, o_proj_weight, out, hkv, L, hidden,
         values.stride(0), values.stride(1), values.stride(2), o_proj_weight.stride(0),
-        G=group, D=d, BLOCK_L=block_l, BLOCK_H=block_h, DOT_F32=dot_f32,
+        G=group, D=d, DOT_F32=dot_f32, **tiles,
     )
     return out

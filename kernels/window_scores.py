@@ -313,17 +313,22 @@ if HAS_TRITON:
     _KERNEL = _window_pool_kernel
 
 
+def gpu_tiles(rows: int, d: int) -> dict[str, int]:
+    """Tile sizes on a GPU: 64-key tiles, row chunks of at most 32 rows, 8 warps. On sm_90 these compile without
+    spills for head dims 64 and 128 in both passes (``benchmarks/kv_kernel_resources.py``); 64-row chunks at
+    d=64, or 4 warps at d=128, spill in the pool pass."""
+    return dict(BLOCK_R=max(16, min(32, next_pow2(rows))), BLOCK_L=64, BLOCK_K=64, num_warps=8)
+
+
 def _pick_blocks(rows: int, d: int, n_cols: int, device: torch.device) -> dict[str, int]:
     """Tile sizes. Under the interpreter the cost grows with programs x ops, so use few, large tiles. On a GPU:
-    64-key tiles, row chunks of <= 32-64 rows, and enough key splits in the stats pass for ~4 programs per SM."""
+    :func:`gpu_tiles`, and enough key splits in the stats pass for ~4 programs per SM."""
     if interpreting() and device.type != "cuda":
         block_r = max(16, next_pow2(rows))
         return dict(BLOCK_R=block_r, BLOCK_L=max(16, min(256, next_pow2(n_cols))),
                     BLOCK_K=max(16, min(128, next_pow2(n_cols + 4))), target_programs=1, num_warps=4)
-    block_r = max(16, min(64 if d <= 64 else 32, next_pow2(rows)))
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    # num_warps=8: with 4 warps ptxas (sm_90, d=128, BLOCK_R=32) spills in the pool kernel; with 8 it does not.
-    return dict(BLOCK_R=block_r, BLOCK_L=64, BLOCK_K=64, target_programs=4 * sms, num_warps=8)
+    return dict(gpu_tiles(rows, d), target_programs=4 * sms)
 
 
 def _window_scores_triton(queries: torch.Tensor, keys: torch.Tensor, aggregation: str, pool_kernel: int,

@@ -248,3 +248,18 @@ def test_the_triton_path_is_taken(device):
 
     t = torch.zeros(1, device=device)
     assert use_triton(ws._KERNEL, t) and use_triton(vn._KERNEL, t)
+
+
+def test_triton_can_be_switched_off(device, monkeypatch):
+    """CACHESVC_TRITON=0 sends every call to the torch references (read at call time)."""
+    from cachesvc.kernels import window_scores as ws
+    from cachesvc.kernels._triton_support import use_triton
+
+    t = torch.zeros(1, device=device)
+    monkeypatch.setenv("CACHESVC_TRITON", "0")
+    assert not use_triton(ws._KERNEL, t)
+    q, k = _inputs((1, 1, 2, 4, 20, 16), torch.float32, device)
+    # exactly the reference's numbers (the kernel's differ in the last bits)
+    assert torch.equal(window_scores(q, k), window_scores_reference(q, k))
+    monkeypatch.setenv("CACHESVC_TRITON", "1")
+    assert use_triton(ws._KERNEL, t)
