@@ -17,6 +17,7 @@ Inputs rotate among enough copies to exceed the L2 cache, so small contexts are 
     python benchmarks/bench_kv_scoring.py --lengths 4096,32768 --json .benchmarks/kv.json
     python benchmarks/bench_kv_scoring.py --smoke         # tiny shapes through every code path (CPU: interpreter)
     python benchmarks/bench_kv_scoring.py --flops         # matrix FLOPs of the scoring against the layer (no device)
+    python benchmarks/bench_kv_scoring.py --sweep         # each kernel under several tile choices, L = 32k
 
 Without CUDA (and without `--smoke`) it runs a correctness check of the fused kernel under the Triton
 interpreter only, and says so. `--smoke` on the CPU prints interpreter times, which measure nothing.
@@ -259,8 +260,8 @@ def kernel_rows(lengths: list[int], shape: Shape, device: str, timer: Timer, pea
                 aggregation: str) -> list[dict]:
     print(f"\nKernels (b={shape.batch}, H_q={shape.heads}, H_kv={shape.kv_heads}, d={shape.head_dim}, "
           f"w={shape.window}, hidden={shape.hidden}, {shape.dtype}; window scores with {aggregation} aggregation)")
-    print("| kernel | L | fused ms | fused GB/s | % of peak | reference ms | speed-up | max rel err |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| kernel | L | fused ms | fused GB/s | % of peak | reference ms | speed-up | same-FLOP GEMM ms "
+          "| max rel err |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     dt = shape.torch_dtype
     g = torch.Generator(device=device).manual_seed(0)
     o_weight = (torch.randn(shape.hidden, shape.heads * shape.head_dim, device=device, generator=g) * 0.02).to(dt)
@@ -292,12 +293,66 @@ def kernel_rows(lengths: list[int], shape: Shape, device: str, timer: Timer, pea
             t_fused = timer(rotating(fused, sets))
             gbps = count_bytes(*first) / t_fused / 1e6
             pct = f"{100 * gbps / peak:.0f}%" if peak else "n/a"
+            # value norms do the output projection's FLOPs: the library GEMM of that size is their ceiling
+            t_gemm = timer(gemm_of_o_proj(shape, length, o_weight, device)) if name == "value_norm" else None
             row = dict(kernel=name, length=length, fused_ms=t_fused, fused_gbps=gbps, reference_ms=t_ref,
-                       speedup=t_ref / t_fused, max_rel_err=err)
+                       speedup=t_ref / t_fused, gemm_ms=t_gemm, max_rel_err=err)
             rows.append(row)
+            gemm = f"{t_gemm:.3f}" if t_gemm is not None else "-"
             print(f"| {name} | {length} | {t_fused:.3f} | {gbps:.0f} | {pct} | {t_ref:.3f} | {t_ref / t_fused:.1f}x "
-                  f"| {err:.1e} |")
+                  f"| {gemm} | {err:.1e} |")
         del sets, first
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def gemm_of_o_proj(shape: Shape, length: int, o_weight: torch.Tensor, device: str) -> Callable[[], object]:
+    """The attention output projection of ``length`` tokens (as many FLOPs as the value norms), by the library."""
+    a = torch.randn(shape.batch * length, shape.heads * shape.head_dim, device=device).to(o_weight.dtype)
+    return lambda: torch.nn.functional.linear(a, o_weight)
+
+
+# Tile variants for --sweep (the launchers' choices are among them).
+WINDOW_TILES = [dict(BLOCK_R=r, BLOCK_L=kb, BLOCK_K=kb, num_warps=nw) for r in (16, 32) for kb in (64, 128)
+                for nw in (4, 8)]
+VALUE_NORM_TILES = [dict(BLOCK_L=lb, BLOCK_H=hb, num_warps=nw) for lb in (64, 128) for hb in (64, 128) for nw in (4, 8)]
+
+
+def sweep_rows(lengths: list[int], shape: Shape, device: str, timer: Timer, variants: int | None) -> list[dict]:
+    """Each kernel under every tile variant (checked against the reference first), against the launcher's choice."""
+    from cachesvc.kernels.value_norm import _value_norm_triton, value_norm_reference
+    from cachesvc.kernels.window_scores import _window_scores_triton
+
+    print("\nTile sweep (the launcher's choice first)")
+    print("| kernel | L | tiles | ms | vs launcher | max rel err |\n|---|---:|---|---:|---:|---:|")
+    dt, group = shape.torch_dtype, shape.heads // shape.kv_heads
+    g = torch.Generator(device=device).manual_seed(1)
+    o_weight = (torch.randn(shape.hidden, shape.heads * shape.head_dim, device=device, generator=g) * 0.02).to(dt)
+    rows = []
+    for length in lengths:
+        q = torch.randn(shape.batch, shape.heads, shape.window, shape.head_dim, device=device, generator=g).to(dt)
+        k = torch.randn(shape.batch, shape.kv_heads, length, shape.head_dim, device=device, generator=g).to(dt)
+        v = torch.randn(shape.batch, shape.kv_heads, length, shape.head_dim, device=device, generator=g).to(dt)
+        cases = [
+            ("window_scores", lambda tiles: _window_scores_triton(q, k, "defensive", 5, shape.head_dim ** -0.5,
+                                                                  blocks=tiles),
+             window_scores_reference(q, k), WINDOW_TILES),
+            ("value_norm", lambda tiles: _value_norm_triton(v, o_weight, group, tiles=tiles),
+             value_norm_reference(v[:, :, :4096], o_weight, group), VALUE_NORM_TILES),
+        ]
+        for name, launch, ref, variants_all in cases:
+            base = None
+            for tiles in [None, *variants_all[:variants]]:
+                out = launch(tiles)
+                err = max_rel_err(out[..., :ref.shape[-1]], ref)
+                ms = timer(lambda: launch(tiles))  # noqa: B023
+                base = ms if base is None else base
+                label = "launcher" if tiles is None else " ".join(f"{a}={b}" for a, b in tiles.items())
+                rows.append(dict(kernel=name, length=length, tiles=tiles, ms=ms, vs_launcher=ms / base,
+                                 max_rel_err=err))
+                print(f"| {name} | {length} | {label} | {ms:.3f} | {ms / base:.2f}x | {err:.1e} |")
+        del q, k, v
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows
@@ -352,20 +407,32 @@ def run_tables(args: argparse.Namespace, shape: Shape, device: str) -> dict:
     print(f"device: {name} (peak DRAM bandwidth {peak or 'unknown'} GB/s)")
     print_flop_shares(args.lengths, shape)
     timer = make_timer(device, args.warmup, args.rep)
+    if args.sweep:
+        result = dict(peak_gbps=peak, config=asdict(shape),
+                      sweep=sweep_rows(args.lengths, shape, device, timer, 2 if args.smoke else None))
+        bad = [r for r in result["sweep"] if not r["max_rel_err"] <= args.tolerance]
+        return finish(args, name, result, bad)
     result = dict(peak_gbps=peak, config=asdict(shape),
                   kernels=kernel_rows(args.lengths, shape, device, timer, peak, args.aggregation),
                   overhead=overhead_rows(args.lengths, shape, device, timer, args.policies))
     bad = [r for r in result["kernels"] if not r["max_rel_err"] <= args.tolerance]
     bad += [r for r in result["overhead"] if not r["keep_agreement"] >= 0.99]
+    return finish(args, name, result, bad)
+
+
+def finish(args: argparse.Namespace, name: str, result: dict, bad: list[dict]) -> dict:
+    """Say whether every output matched its reference; merge the result into ``--json`` under the device name
+    (a sweep under its own key)."""
     print("\nOK: every kernel matches its reference" if not bad else f"\nMISMATCH: {bad}")
     result["ok"] = not bad
     if args.json:
         path = Path(args.json)
         data = json.loads(path.read_text()) if path.exists() else {}
-        data[name] = result
+        key = f"{name} (tile sweep)" if args.sweep else name
+        data[key] = result
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2))
-        print(f"wrote {path} (key {name!r})")
+        print(f"wrote {path} (key {key!r})")
     return result
 
 
@@ -408,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tolerance", type=float, default=1e-2, help="largest relative error a kernel may show")
     ap.add_argument("--json", help="merge results into this JSON file, keyed by device name")
     ap.add_argument("--flops", action="store_true", help="only print the FLOP shares of the scoring (no device)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="time each kernel under several tile choices instead (default length 32768)")
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.flops:
@@ -419,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dtype:
         shape = Shape(**{**asdict(shape), "dtype": args.dtype})
     if args.lengths is None:
-        args.lengths = SMOKE_LENGTHS if args.smoke else DEFAULT_LENGTHS
+        args.lengths = SMOKE_LENGTHS[:1] if args.smoke and args.sweep else SMOKE_LENGTHS if args.smoke else \
+            [32768] if args.sweep else DEFAULT_LENGTHS
     return 0 if run_tables(args, shape, device)["ok"] else 1
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The KV-eviction kernels on a lent GPU, in one call (the `run` tool of the device library; no registry there):
 #   1. the kernel tests compiled (tests/kernels: every kernel against its torch reference),
-#   2. benchmarks/bench_kv_scoring.py (kernel timings and scoring overhead per layer, do_bench medians).
+#   2. benchmarks/bench_kv_scoring.py (kernel timings and scoring overhead per layer, do_bench medians),
+#   3. its tile sweep at 32k tokens (every kernel under several tile choices).
 # It uses the machine's own torch and triton; cachesvc is put on the path without installing it (no registry, and
 # the project's pins do not apply there). Full logs and the JSON go to $OUT (default: ./.benchmarks/device).
 #   bash benchmarks/device_kv.sh [bench_kv_scoring.py arguments]
@@ -38,5 +39,11 @@ tests_rc=${PIPESTATUS[0]}
 timeout 420 python3 benchmarks/bench_kv_scoring.py --json "$out/kv_scoring.json" "$@" 2>&1 | tee "$out/bench.log"
 bench_rc=${PIPESTATUS[0]}
 
-echo "kernel tests rc=$tests_rc, benchmark rc=$bench_rc"
-[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+sweep_rc=0
+if python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+  timeout 240 python3 benchmarks/bench_kv_scoring.py --sweep --json "$out/kv_scoring.json" 2>&1 | tee "$out/sweep.log"
+  sweep_rc=${PIPESTATUS[0]}
+fi
+
+echo "kernel tests rc=$tests_rc, benchmark rc=$bench_rc, tile sweep rc=$sweep_rc"
+[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$sweep_rc" -eq 0 ]

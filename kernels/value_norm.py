@@ -112,7 +112,9 @@ def gpu_tiles(d: int) -> dict[str, int]:
     return dict(BLOCK_L=64, BLOCK_H=64 if d >= 128 else 128, num_warps=4)
 
 
-def _value_norm_triton(values: torch.Tensor, o_proj_weight: torch.Tensor, group: int) -> torch.Tensor:
+def _value_norm_triton(values: torch.Tensor, o_proj_weight: torch.Tensor, group: int,
+                       tiles: dict[str, int] | None = None) -> torch.Tensor:
+    """Launch the kernel; ``tiles`` (BLOCK_L, BLOCK_H, num_warps) overrides the tile choice (tile sweeps)."""
     b, hkv, L, d = values.shape
     hidden = o_proj_weight.shape[0]
     if d < 16 or d & (d - 1):
@@ -124,10 +126,11 @@ def _value_norm_triton(values: torch.Tensor, o_proj_weight: torch.Tensor, group:
     interp = interpreting() and values.device.type != "cuda"
     dot_f32 = values.dtype == torch.float32 or interp
     if interp:   # few, large programs: interpreter cost grows with programs x ops
-        tiles = dict(BLOCK_L=max(16, min(256, next_pow2(L))), BLOCK_H=max(16, min(512, next_pow2(hidden))),
-                     num_warps=4)
+        chosen = dict(BLOCK_L=max(16, min(256, next_pow2(L))), BLOCK_H=max(16, min(512, next_pow2(hidden))),
+                      num_warps=4)
     else:
-        tiles = gpu_tiles(d)
+        chosen = gpu_tiles(d)
+    tiles = {**chosen, **(tiles or {})}
     out = torch.empty(b, hkv, L, dtype=torch.float32, device=values.device)
     _value_norm_kernel[(b * hkv, triton.cdiv(L, tiles["BLOCK_L"]))](
         values, o_proj_weight, out, hkv, L, hidden,
