@@ -33,7 +33,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,24 +139,18 @@ def copies_for(nbytes: int, device: str) -> int:
     return max(1, min(16, math.ceil(4 * l2 / max(nbytes, 1))))
 
 
-@contextmanager
-def torch_references():
-    """Run the block with the torch references instead of the Triton kernels (``CACHESVC_TRITON=0``)."""
-    old = os.environ.get(DISABLE_ENV)
-    os.environ[DISABLE_ENV] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[DISABLE_ENV]
-        else:
-            os.environ[DISABLE_ENV] = old
-
-
 def on_references(fn: Callable[[], object]) -> Callable[[], object]:
+    """`fn` run with the torch references instead of the Triton kernels (``CACHESVC_TRITON=0`` around the call)."""
     def call() -> object:
-        with torch_references():
+        old = os.environ.get(DISABLE_ENV)
+        os.environ[DISABLE_ENV] = "0"
+        try:
             return fn()
+        finally:
+            if old is None:
+                del os.environ[DISABLE_ENV]
+            else:
+                os.environ[DISABLE_ENV] = old
 
     return call
 
