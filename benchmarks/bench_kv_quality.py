@@ -24,6 +24,9 @@ Usage::
     python benchmarks/bench_kv_quality.py --lengths 1024 2048 --trials 4 --text-trials 3 --budgets 0.1 0.2 0.4 \
         --threads 1 --out /tmp/kv_quality.json
     python benchmarks/bench_kv_quality.py --report /tmp/kv_quality.json   # markdown tables of a saved run
+
+``--kv-heads 9`` first gives every layer one KV head per query head (``cachesvc.kv_head_expansion``): the model
+computes the same function, and head-wise budgets move entries between 9 heads of a layer instead of 3.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from cachesvc.hf_model import load_smollm2
+from cachesvc.kv_head_expansion import expand_kv_heads
 from cachesvc.policies.kv import KV_POLICIES, make_policy
 from cachesvc.policies.kv.apply import compress_cache, headwise_masking, record_prefill_inputs
 
@@ -194,10 +198,18 @@ def compressed_caches(model, full, captured, args):
         yield key, cache
 
 
+def load_model(args):
+    """SmolLM2, with its KV heads expanded to ``--kv-heads`` (same function, wider cache) when asked."""
+    model, tok = load_smollm2()
+    if args.kv_heads:
+        expand_kv_heads(model, args.kv_heads)
+    return model, tok
+
+
 def run(args) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    model, tok = load_smollm2()
+    model, tok = load_model(args)
     memoise_value_norm()
     text_ids = tok(doc_text(), add_special_tokens=False).input_ids
     keys = [k for k, _, _ in config_keys(args)]
@@ -267,7 +279,7 @@ def critical_share(args) -> str:
     from cachesvc.policies.kv.base import MUST_KEEP
 
     torch.set_num_threads(args.threads)
-    model, tok = load_smollm2()
+    model, tok = load_model(args)
     text_ids = tok(doc_text(), add_special_tokens=False).input_ids
     rng = random.Random(args.seed)
     names = [n for n in ("criticalkv", "defensivekv", "layer_defensivekv") if n in args.policies]
@@ -420,6 +432,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated contexts")
     ap.add_argument("--out", default="")
     ap.add_argument("--report", default="", help="print the tables of a saved result JSON and exit")
+    ap.add_argument("--kv-heads", type=int, default=0,
+                    help="expand the model's 3 KV heads to this many (9: one per query head; the same function, a "
+                         "cache laid out like multi-head attention's) before measuring")
     ap.add_argument("--critical-share", action="store_true",
                     help="only print the share of kept entries forced by the critical stage, then exit")
     args = ap.parse_args()
