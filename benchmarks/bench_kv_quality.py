@@ -300,6 +300,32 @@ def critical_share(args) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------- report
+def pool_results(results: list[dict]) -> dict:
+    """One result from several runs: the per-context lists of each length, task and configuration concatenated
+    (contexts of different seeds are independent samples). The runs must share policies, budgets and settings."""
+    def setting(res: dict, field: str) -> object:
+        return res["meta"].get(field, 0 if field == "kv_heads" else None)   # runs before --kv-heads had 3
+
+    first = results[0]
+    for other in results[1:]:
+        for field in ("policies", "budgets", "window", "cont", "kv_heads"):
+            if setting(other, field) != setting(first, field):
+                raise SystemExit(f"cannot pool runs with different {field}: {setting(first, field)} vs "
+                                 f"{setting(other, field)}")
+    pooled: dict = {"acc": {}, "fidelity": {}, "meta": {**first["meta"],
+                                                         "seeds": [r["meta"].get("seed") for r in results]}}
+    for res in results:
+        for L, by_task in res["acc"].items():
+            for task, by_key in by_task.items():
+                for key, per_ctx in by_key.items():
+                    pooled["acc"].setdefault(L, {}).setdefault(task, {}).setdefault(key, []).extend(per_ctx)
+        for L, fid in res["fidelity"].items():
+            for metric, by_key in fid.items():
+                for key, values in by_key.items():
+                    pooled["fidelity"].setdefault(L, {}).setdefault(metric, {}).setdefault(key, []).extend(values)
+    return pooled
+
+
 def _flat(per_ctx: list[list[int]]) -> list[int]:
     return [x for c in per_ctx for x in c]
 
@@ -431,7 +457,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated contexts")
     ap.add_argument("--out", default="")
-    ap.add_argument("--report", default="", help="print the tables of a saved result JSON and exit")
+    ap.add_argument("--report", nargs="+", default=[],
+                    help="print the tables of saved result JSONs and exit; several runs (other seeds, same "
+                         "policies and budgets) are pooled context by context")
     ap.add_argument("--kv-heads", type=int, default=0,
                     help="expand the model's 3 KV heads to this many (9: one per query head; the same function, a "
                          "cache laid out like multi-head attention's) before measuring")
@@ -444,7 +472,7 @@ def main() -> None:
         except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
             ap.error(f"--policies {spec}: {exc}")
     if args.report:
-        print(markdown_tables(json.loads(Path(args.report).read_text())))
+        print(markdown_tables(pool_results([json.loads(Path(p).read_text()) for p in args.report])))
         return
     if args.critical_share:
         print(critical_share(args))
