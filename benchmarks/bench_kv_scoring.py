@@ -249,25 +249,38 @@ def print_flop_shares(lengths: list[int], shape: Shape) -> None:
 
 # -- tables ---------------------------------------------------------------------------------------------------------
 
+def random_o_weight(shape: Shape, device: str, g: torch.Generator) -> torch.Tensor:
+    """An attention output projection weight ``[hidden, H_q * d]`` at the scale of a trained model's."""
+    return (torch.randn(shape.hidden, shape.heads * shape.head_dim, device=device, generator=g) * 0.02).to(
+        shape.torch_dtype)
+
+
+def random_kernel_inputs(shape: Shape, length: int, device: str, g: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Window queries, keys and values of one layer: ``[b, H_q, w, d]``, ``[b, H_kv, L, d]`` twice."""
+    q = torch.randn(shape.batch, shape.heads, shape.window, shape.head_dim, device=device, generator=g)
+    kv = torch.randn(2, shape.batch, shape.kv_heads, length, shape.head_dim, device=device, generator=g)
+    return q.to(shape.torch_dtype), kv[0].to(shape.torch_dtype), kv[1].to(shape.torch_dtype)
+
+
+def input_sets(shape: Shape, length: int, device: str, g: torch.Generator) -> list[tuple[torch.Tensor, ...]]:
+    """Enough sets of :func:`random_kernel_inputs` to exceed the L2 cache (see :func:`copies_for`)."""
+    first = random_kernel_inputs(shape, length, device, g)
+    nbytes = sum(t.numel() * t.element_size() for t in first)
+    return [first] + [random_kernel_inputs(shape, length, device, g) for _ in range(copies_for(nbytes, device) - 1)]
+
+
 def kernel_rows(lengths: list[int], shape: Shape, device: str, timer: Timer, peak: float | None,
                 aggregation: str) -> list[dict]:
     print(f"\nKernels (b={shape.batch}, H_q={shape.heads}, H_kv={shape.kv_heads}, d={shape.head_dim}, "
           f"w={shape.window}, hidden={shape.hidden}, {shape.dtype}; window scores with {aggregation} aggregation)")
     print("| kernel | L | fused ms | fused GB/s | % of peak | reference ms | speed-up | same-FLOP GEMM ms "
           "| max rel err |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    dt = shape.torch_dtype
     g = torch.Generator(device=device).manual_seed(0)
-    o_weight = (torch.randn(shape.hidden, shape.heads * shape.head_dim, device=device, generator=g) * 0.02).to(dt)
+    o_weight = random_o_weight(shape, device, g)
     rows = []
     for length in lengths:
-        def make():  # noqa: ANN202
-            q = torch.randn(shape.batch, shape.heads, shape.window, shape.head_dim, device=device, generator=g)
-            kv = torch.randn(2, shape.batch, shape.kv_heads, length, shape.head_dim, device=device, generator=g)
-            return q.to(dt), kv[0].to(dt), kv[1].to(dt)
-
-        first = make()
-        nbytes = sum(t.numel() * t.element_size() for t in first)
-        sets = [first] + [make() for _ in range(copies_for(nbytes, device) - 1)]
+        sets = input_sets(shape, length, device, g)
+        first = sets[0]
         cases = [
             ("window_scores", lambda q, k, v: window_scores(q, k, aggregation=aggregation),
              lambda q, k, v: window_scores_reference(q, k, aggregation=aggregation),
@@ -319,33 +332,33 @@ def sweep_rows(lengths: list[int], shape: Shape, device: str, timer: Timer, vari
 
     print("\nTile sweep (the launcher's choice first)")
     print("| kernel | L | tiles | ms | vs launcher | max rel err |\n|---|---:|---|---:|---:|---:|")
-    dt, group = shape.torch_dtype, shape.heads // shape.kv_heads
+    group = shape.heads // shape.kv_heads
     g = torch.Generator(device=device).manual_seed(1)
-    o_weight = (torch.randn(shape.hidden, shape.heads * shape.head_dim, device=device, generator=g) * 0.02).to(dt)
+    o_weight = random_o_weight(shape, device, g)
     rows = []
     for length in lengths:
-        q = torch.randn(shape.batch, shape.heads, shape.window, shape.head_dim, device=device, generator=g).to(dt)
-        k = torch.randn(shape.batch, shape.kv_heads, length, shape.head_dim, device=device, generator=g).to(dt)
-        v = torch.randn(shape.batch, shape.kv_heads, length, shape.head_dim, device=device, generator=g).to(dt)
+        sets = input_sets(shape, length, device, g)
+        q, k, v = sets[0]
         cases = [
-            ("window_scores", lambda tiles: _window_scores_triton(q, k, "defensive", 5, shape.head_dim ** -0.5,
-                                                                  blocks=tiles),
+            ("window_scores", lambda tiles, q, k, v: _window_scores_triton(q, k, "defensive", 5,
+                                                                           shape.head_dim ** -0.5, blocks=tiles),
              window_scores_reference(q, k), WINDOW_TILES),
-            ("value_norm", lambda tiles: _value_norm_triton(v, o_weight, group, tiles=tiles),
+            # the reference on the first 4,096 positions only: it holds [b, H_q, L, hidden] in fp32
+            ("value_norm", lambda tiles, q, k, v: _value_norm_triton(v, o_weight, group, tiles=tiles),
              value_norm_reference(v[:, :, :4096], o_weight, group), VALUE_NORM_TILES),
         ]
         for name, launch, ref, variants_all in cases:
             base = None
             for tiles in [None, *variants_all[:variants]]:
-                out = launch(tiles)
+                out = launch(tiles, q, k, v)
                 err = max_rel_err(out[..., :ref.shape[-1]], ref)
-                ms = timer(lambda: launch(tiles))  # noqa: B023
+                ms = timer(rotating(lambda q, k, v: launch(tiles, q, k, v), sets))  # noqa: B023
                 base = ms if base is None else base
                 label = "launcher" if tiles is None else " ".join(f"{a}={b}" for a, b in tiles.items())
                 rows.append(dict(kernel=name, length=length, tiles=tiles, ms=ms, vs_launcher=ms / base,
                                  max_rel_err=err))
                 print(f"| {name} | {length} | {label} | {ms:.3f} | {ms / base:.2f}x | {err:.1e} |")
-        del q, k, v
+        del q, k, v, sets
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows

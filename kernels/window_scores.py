@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from ._triton_support import HAS_TRITON, interpreting, next_pow2, tl, triton, use_triton
 
 __all__ = ["window_scores", "window_scores_and_attention", "window_scores_reference",
-           "window_scores_and_attention_reference", "window_attention_mean", "AGGREGATIONS"]
+           "window_scores_and_attention_reference", "AGGREGATIONS"]
 
 AGGREGATIONS = ("mean", "defensive")
 
@@ -115,17 +115,6 @@ def window_scores_and_attention_reference(
     return _scores_from_probs(p, aggregation, pool_kernel), p.mean(dim=(2, 3))
 
 
-def window_attention_mean(queries: torch.Tensor, keys: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """Plain window-and-group-averaged attention on the prefix (no pooling): [b, H_kv, n] float32.
-
-    Used by CriticalKV's critical stage (cumulative attention mass per head).
-    """
-    b, hq, w, d, hkv, L, g = _check(queries, keys, "mean", 1)
-    if L == w:
-        return torch.zeros(b, hkv, 0, dtype=torch.float32, device=keys.device)
-    return _window_probs(queries, keys, scale).mean(dim=(2, 3))
-
-
 def window_scores(queries: torch.Tensor, keys: torch.Tensor, *, aggregation: str = "defensive",
                   pool_kernel: int = 5, scale: float | None = None) -> torch.Tensor:
     """Window scores ``[b, H_kv, n]`` float32: the fused Triton kernel on CUDA (or under
@@ -140,8 +129,8 @@ def window_scores(queries: torch.Tensor, keys: torch.Tensor, *, aggregation: str
 def window_scores_and_attention(queries: torch.Tensor, keys: torch.Tensor, *, aggregation: str = "defensive",
                                 pool_kernel: int = 5, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scores, attention)``, both ``[b, H_kv, n]`` float32, from one pass over the keys: the window scores of
-    :func:`window_scores` and the plain window-and-group mean of the unpooled attention
-    (:func:`window_attention_mean`, which CriticalKV's critical stage needs), so neither path materialises the
+    :func:`window_scores` and the plain window-and-group mean of the unpooled attention (which CriticalKV's
+    critical stage ranks entries by), so neither path materialises the
     ``[w, L]`` attention on a GPU and the CPU path computes it once."""
     b, hq, w, d, hkv, L, g = _check(queries, keys, aggregation, pool_kernel)
     if L == w or not use_triton(_KERNEL, queries, keys):
