@@ -45,7 +45,7 @@ CHECK_TEXTS = texts(50) + ["", "hi", "Ünïcödé 日本語 🚀", "word " * 400
 def child(backend: str, threads: int, queries: int, batches: int, vectors_out: str) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from cachesvc.config import EmbeddingConfig
-    from cachesvc.embedder import load_encoder
+    from cachesvc.embedding.encoders import load_encoder
 
     started = time.perf_counter()
     encode, used = load_encoder(EmbeddingConfig(backend=backend, threads=threads))  # type: ignore[arg-type]

@@ -54,7 +54,7 @@ def worker(config: str, length: int, budget: float, threads: int) -> dict[str, o
     import torch
     from transformers import DynamicCache
 
-    from cachesvc.hf_model import load_smollm2
+    from cachesvc.model_server.hf_model import load_smollm2
     from cachesvc.policies.kv import compress, make_policy
     from cachesvc.policies.kv.ragged_layer import held_bytes
 

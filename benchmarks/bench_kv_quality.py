@@ -25,7 +25,7 @@ Usage::
         --threads 1 --out /tmp/kv_quality.json
     python benchmarks/bench_kv_quality.py --report /tmp/kv_quality.json   # markdown tables of a saved run
 
-``--kv-heads 9`` first gives every layer one KV head per query head (``cachesvc.kv_head_expansion``): the model
+``--kv-heads 9`` first gives every layer one KV head per query head (``cachesvc.policies.kv.head_expansion``): the model
 computes the same function, and head-wise budgets move entries between 9 heads of a layer instead of 3.
 """
 
@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from cachesvc.hf_model import load_smollm2
-from cachesvc.kv_head_expansion import expand_kv_heads
+from cachesvc.model_server.hf_model import load_smollm2
+from cachesvc.policies.kv.head_expansion import expand_kv_heads
 from cachesvc.policies.kv import KV_POLICIES, make_policy
 from cachesvc.policies.kv.apply import compress_cache, headwise_masking, record_prefill_inputs
 

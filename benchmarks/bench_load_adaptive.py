@@ -21,15 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cachesvc.answer import Answer
+from cachesvc.openai.answer import Answer
 from cachesvc.config import CacheConfig
-from cachesvc.embedder import load_sentence_model
+from cachesvc.embedding.encoders import load_sentence_model
 from cachesvc.metrics import Metrics
-from cachesvc.policies.category_classifier import CategoryClassifier
-from cachesvc.policies.load_adaptive import effective_policy
-from cachesvc.policies.verifier import VERIFIERS
-from cachesvc.semantic_cache import LookupTimings, SemanticCache
-from cachesvc.stores.memory import MemoryStore
+from cachesvc.policies.cache.category_classifier import CategoryClassifier
+from cachesvc.policies.cache.load_adaptive import effective_policy
+from cachesvc.policies.verify.verifier import VERIFIERS
+from cachesvc.cache.entry import EntryDraft, EntryScope
+from cachesvc.cache.semantic_cache import LookupTimings, SemanticCache
+from cachesvc.cache.stores.memory import MemoryStore
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev_intents.jsonl"
 
@@ -58,8 +59,8 @@ async def replay(requests: list[tuple[str, str]], vectors: dict[str, np.ndarray]
     config = CacheConfig()
     now = [0.0]
     verifier = VERIFIERS[config.verifier]()
-    cache = SemanticCache(config, MemoryStore(), verifier.verify, Metrics(), 384, clock=lambda: now[0])
-    await cache.start()
+    cache = SemanticCache(config, MemoryStore(), verifier.verify, Metrics(), clock=lambda: now[0])
+    await cache.start(384)
     upstream, hits, wrong = 0, 0, 0
     per_category: Counter[str] = Counter()
     wrong_by_category: Counter[str] = Counter()
@@ -74,9 +75,9 @@ async def replay(requests: list[tuple[str, str]], vectors: dict[str, np.ndarray]
                                               LookupTimings())
         if hit is None:
             upstream += 1
-            await cache.insert(partition="p", exact_key=exact_key, tenant="t", namespace="d", category=category,
-                               model="m", query=text, vector=vectors[text], answer=answer_for(intent),
-                               ttl_s=policy.ttl_s, max_ttl_factor=policy.max_ttl_factor)
+            scope = EntryScope("p", exact_key, "t", "d", category, "m")
+            draft = EntryDraft(scope, text, vectors[text], policy.ttl_s, policy.max_ttl_factor)
+            await cache.insert(draft, answer_for(intent))
             continue
         hits += 1
         per_category[category] += 1

@@ -126,7 +126,7 @@ def transformers_baseline(args: argparse.Namespace) -> dict[int, dict[str, float
     the server's time to first token and decode speed compare with."""
     import torch
 
-    from cachesvc.hf_model import load_smollm2
+    from cachesvc.model_server.hf_model import load_smollm2
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_smollm2()

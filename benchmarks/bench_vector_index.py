@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cachesvc.vector_index import FlatIndex, HnswIndex, HnswParams  # noqa: E402
+from cachesvc.cache.vector_index import FlatIndex, HnswIndex, HnswParams  # noqa: E402
 
 DIM = 384
 

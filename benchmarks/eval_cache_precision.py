@@ -64,9 +64,9 @@ def load_embedder():
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from cachesvc.policies.categories import DEFAULT_CATEGORIES
-    from cachesvc.policies.category_classifier import CategoryClassifier
-    from cachesvc.policies.verifier import NearMissVerifier
+    from cachesvc.policies.cache.categories import DEFAULT_CATEGORIES
+    from cachesvc.policies.cache.category_classifier import CategoryClassifier
+    from cachesvc.policies.verify.verifier import NearMissVerifier
 
     intents = sim.load_intents(args.data)
     texts = [text for intent in intents for text in intent.paraphrases]

@@ -110,7 +110,7 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _kv_names() -> list[str]:
-    from cachesvc.policies.kv_names import POLICY_NAMES
+    from cachesvc.policies.kv.names import POLICY_NAMES
 
     return ["none", *POLICY_NAMES]
 
@@ -179,7 +179,7 @@ def _model_server(args: argparse.Namespace) -> int:
 def _stub(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from cachesvc.stub_upstream import create_stub_app
+    from cachesvc.upstreams.stub import create_stub_app
 
     app = create_stub_app(latency_ms=args.latency_ms, max_concurrency=args.max_concurrency)
     web.run_app(app, host=args.host, port=args.port, access_log=None,
@@ -193,7 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from aiohttp import web
 
-    from cachesvc.app import create_app
+    from cachesvc.server.app import create_app
     from cachesvc.config import load_config
 
     try:

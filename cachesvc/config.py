@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from cachesvc.policies.categories import DEFAULT_CATEGORIES, CategoryPolicy
+from cachesvc.policies.cache.categories import DEFAULT_CATEGORIES, CategoryPolicy
 
 ENV_PREFIX = "CACHESVC__"
 
@@ -102,7 +102,7 @@ class IndexConfig:
 
 @dataclass
 class StoreConfig:
-    kind: str = "memory"  # a name registered in cachesvc.stores
+    kind: str = "memory"  # a name registered in cachesvc.cache.stores
     path: str = "cachesvc.sqlite3"  # sqlite
     url: str = "redis://127.0.0.1:6379/0"  # redis (a later store)
 
@@ -187,7 +187,7 @@ class ModelServerConfig:
             raise ValueError(f"{key}.port must be in 0..65535")
         if not self.model.strip():
             raise ValueError(f"{key}.model must name a model")
-        from cachesvc.policies.kv_names import POLICY_BUDGET_FIELDS, POLICY_NAMES
+        from cachesvc.policies.kv.names import POLICY_BUDGET_FIELDS, POLICY_NAMES
 
         if self.kv_policy is not None and self.kv_policy not in POLICY_NAMES:
             raise ValueError(f"{key}.kv_policy: unknown policy {self.kv_policy!r} (known: {list(POLICY_NAMES)})")

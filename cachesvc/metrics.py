@@ -1,4 +1,8 @@
-"""Prometheus metrics, one registry per app (no process-global state), exposed at GET /metrics."""
+"""Prometheus metrics, one registry per app (no process-global state), exposed at GET /metrics.
+
+Components record through the methods below (``record_bypass(reason)``), never through the collectors, so
+metric names and labels are decided in this file alone.
+"""
 
 from __future__ import annotations
 
@@ -14,31 +18,83 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("cachesvc_requests", "Proxied requests by endpoint and cache result",
-                                ["endpoint", "cache", "tier"], registry=r)
-        self.bypass = Counter("cachesvc_bypass", "Requests that skipped the cache, by reason", ["reason"], registry=r)
-        self.lookup_seconds = Histogram("cachesvc_lookup_seconds", "Cache lookup time by stage", ["stage"],
-                                        buckets=_LATENCY_BUCKETS, registry=r)
-        self.request_seconds = Histogram("cachesvc_request_seconds", "Time to answer, by cache result", ["cache"],
+        self._requests = Counter("cachesvc_requests", "Proxied requests by endpoint and cache result",
+                                 ["endpoint", "cache", "tier"], registry=r)
+        self._bypass = Counter("cachesvc_bypass", "Requests that skipped the cache, by reason", ["reason"], registry=r)
+        self._lookup_seconds = Histogram("cachesvc_lookup_seconds", "Cache lookup time by stage", ["stage"],
                                          buckets=_LATENCY_BUCKETS, registry=r)
-        self.upstream_requests = Counter("cachesvc_upstream_requests", "Requests sent upstream by status",
-                                         ["upstream", "status"], registry=r)
-        self.upstream_inflight = Gauge("cachesvc_upstream_inflight", "Requests in flight per upstream",
-                                       ["upstream"], registry=r)
-        self.upstream_load = Gauge("cachesvc_upstream_load", "Load level per upstream (0 idle, 1 full)",
-                                   ["upstream"], registry=r)
-        self.entries = Gauge("cachesvc_cache_entries", "Live cache entries by category", ["category"], registry=r)
-        self.evictions = Counter("cachesvc_cache_evictions", "Entries removed, by category and reason",
-                                 ["category", "reason"], registry=r)
-        self.write_skipped = Counter("cachesvc_cache_write_skipped", "Answers not cached, by reason", ["reason"],
-                                     registry=r)
-        self.verifier_rejections = Counter("cachesvc_verifier_rejections",
-                                           "Similar cached questions rejected as near-misses, by reason",
-                                           ["reason"], registry=r)
-        self.singleflight_waiters = Counter("cachesvc_singleflight_waiters",
-                                            "Requests that waited for an identical in-flight miss", registry=r)
-        self.hit_similarity = Histogram("cachesvc_hit_similarity", "Similarity of served semantic hits",
-                                        buckets=(0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0), registry=r)
+        self._request_seconds = Histogram("cachesvc_request_seconds", "Time to answer, by cache result", ["cache"],
+                                          buckets=_LATENCY_BUCKETS, registry=r)
+        self._upstream_requests = Counter("cachesvc_upstream_requests", "Requests sent upstream by status",
+                                          ["upstream", "status"], registry=r)
+        self._upstream_inflight = Gauge("cachesvc_upstream_inflight", "Requests in flight per upstream",
+                                        ["upstream"], registry=r)
+        self._upstream_load = Gauge("cachesvc_upstream_load", "Load level per upstream (0 idle, 1 full)",
+                                    ["upstream"], registry=r)
+        self._entries = Gauge("cachesvc_cache_entries", "Live cache entries by category", ["category"], registry=r)
+        self._evictions = Counter("cachesvc_cache_evictions", "Entries removed, by category and reason",
+                                  ["category", "reason"], registry=r)
+        self._write_skipped = Counter("cachesvc_cache_write_skipped", "Answers not cached, by reason", ["reason"],
+                                      registry=r)
+        self._verifier_rejections = Counter("cachesvc_verifier_rejections",
+                                            "Similar cached questions rejected as near-misses, by reason",
+                                            ["reason"], registry=r)
+        self._singleflight_waiters = Counter("cachesvc_singleflight_waiters",
+                                             "Requests that waited for an identical in-flight miss", registry=r)
+        self._hit_similarity = Histogram("cachesvc_hit_similarity", "Similarity of served semantic hits",
+                                         buckets=(0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0), registry=r)
+
+    # ---- the request path -----------------------------------------------------------------------------
+
+    def record_bypass(self, endpoint: str, reason: str) -> None:
+        """A request that skipped the cache (no lookup, no write)."""
+        self._bypass.labels(reason).inc()
+        self._requests.labels(endpoint, "bypass", "").inc()
+
+    def record_miss(self, endpoint: str) -> None:
+        self._requests.labels(endpoint, "miss", "").inc()
+
+    def record_hit(self, endpoint: str, tier: str, similarity: float) -> None:
+        """A request answered from the cache: ``tier`` is exact, semantic or inflight."""
+        self._requests.labels(endpoint, "hit", tier).inc()
+        if tier == "semantic":
+            self._hit_similarity.observe(similarity)
+
+    def record_singleflight_wait(self) -> None:
+        self._singleflight_waiters.inc()
+
+    def record_answered(self, result: str, seconds: float) -> None:
+        """Time to answer a request whose result was hit, miss, bypass or error."""
+        self._request_seconds.labels(result).observe(seconds)
+
+    def record_lookup_stage(self, stage: str, seconds: float) -> None:
+        self._lookup_seconds.labels(stage).observe(seconds)
+
+    # ---- the cache ------------------------------------------------------------------------------------
+
+    def record_write_skipped(self, reason: str) -> None:
+        """An answer that was not stored (too large, truncated, aborted, ...)."""
+        self._write_skipped.labels(reason).inc()
+
+    def record_eviction(self, category: str, reason: str) -> None:
+        self._evictions.labels(category, reason).inc()
+
+    def record_verifier_rejection(self, reason: str) -> None:
+        self._verifier_rejections.labels(reason).inc()
+
+    def set_entries(self, category: str, count: int) -> None:
+        self._entries.labels(category).set(count)
+
+    # ---- upstreams ------------------------------------------------------------------------------------
+
+    def record_upstream_started(self, upstream: str) -> None:
+        self._upstream_inflight.labels(upstream).inc()
+
+    def record_upstream_finished(self, upstream: str, status: int, load_level: float) -> None:
+        """An upstream request ended with ``status`` (0: no answer at all); ``load_level`` is its load now."""
+        self._upstream_inflight.labels(upstream).dec()
+        self._upstream_requests.labels(upstream, str(status)).inc()
+        self._upstream_load.labels(upstream).set(load_level)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,6 +1,6 @@
 """Observation-window attention scores for KV eviction (SnapKV / DefensiveKV), fused in Triton.
 
-Algorithm (docs: /work/shared/docs/kv-eviction.md, steps 1-3): the last `w` context queries attend (fp32
+Algorithm (docs/kv-eviction.md, steps 1-3): the last `w` context queries attend (fp32
 softmax, causal inside the window) over all `L` keys; the window's own `w` columns are dropped, leaving
 `n = L - w` prefix entries; each row is average-pooled along the key axis (kernel `pool_kernel`, stride 1,
 "same" padding, padding not counted) and rescaled to its mass before pooling; the `G * w` estimates of each

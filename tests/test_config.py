@@ -68,7 +68,7 @@ def test_errors_name_the_bad_key(overrides: dict, message: str) -> None:
 
 
 def test_unknown_store_and_verifier_fail_at_start() -> None:
-    from cachesvc.app import create_app
+    from cachesvc.server.app import create_app
 
     with pytest.raises(ValueError, match="cache.store.kind"):
         create_app(load_config(None, {**UP, "cache.store.kind": "mongo"}, environ={}))

@@ -11,13 +11,16 @@ from typing import AsyncIterator, Callable
 from aiohttp import web
 
 from cachesvc.config import ModelServerConfig
-from cachesvc.errors import RequestError, error_body, errors_as_json, read_json
 from cachesvc.model_server.engine import GenerationJob, ModelEngine, model_not_found
 from cachesvc.model_server.generation import Finished, Prefilled, TextDelta
 from cachesvc.model_server.metrics import ModelServerMetrics
-from cachesvc.model_server.protocol import Endpoint, parse_request
-from cachesvc.model_server.responses import ResponseBuilder, kv_headers
-from cachesvc.sse import DONE, encode_event
+from cachesvc.model_server.protocol import parse_request
+from cachesvc.model_server.responses import completion_body, final_chunk, kv_headers, role_chunk, text_chunk, usage_of
+from cachesvc.openai.errors import RequestError
+from cachesvc.openai.http import errors_as_json, json_response, open_event_stream, read_json
+from cachesvc.openai.protocol import Endpoint
+from cachesvc.openai.responses import ResponseBuilder
+from cachesvc.openai.sse import DONE, encode_event
 
 ENGINE = web.AppKey("model_engine", ModelEngine)
 METRICS = web.AppKey("model_metrics", ModelServerMetrics)
@@ -81,7 +84,7 @@ async def completion(request: web.Request, endpoint: Endpoint) -> web.StreamResp
         while not isinstance(event := await job.next(), Finished):
             text.append(event.text)
         _record(metrics, req.model, event)
-        return web.json_response(builder.body("".join(text), event), headers=kv_headers(event.kv))
+        return json_response(completion_body(builder, "".join(text), event), headers=kv_headers(event.kv))
     finally:
         metrics.queued.set(engine.pending)
         job.cancel()
@@ -99,26 +102,24 @@ def _record(metrics: ModelServerMetrics, model: str, done: Finished) -> None:
 async def _stream(request: web.Request, job: GenerationJob, builder: ResponseBuilder, prefilled: Prefilled,
                   include_usage: bool, on_finished: Callable[[Finished], None]) -> web.StreamResponse:
     """SSE after prefill (so a prompt error is still a plain error response), ending in ``data: [DONE]``."""
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
-                                           "Cache-Control": "no-cache", **kv_headers(prefilled.kv)})
-    await response.prepare(request)
+    response = await open_event_stream(request, kv_headers(prefilled.kv))
     try:
         if builder.chat:
-            await response.write(encode_event(builder.role_chunk()))
+            await response.write(encode_event(role_chunk(builder)))
         while True:
             try:
                 event = await job.next()
             except RequestError as exc:  # failed mid-way: vLLM sends the error as an event, then [DONE]
-                await response.write(encode_event(error_body(exc.status, exc.message, code=exc.code)))
+                await response.write(encode_event(exc.body()))
                 break
             if isinstance(event, TextDelta):
-                await response.write(encode_event(builder.text_chunk(event.text)))
+                await response.write(encode_event(text_chunk(builder, event.text)))
                 continue
             assert isinstance(event, Finished)
             on_finished(event)
-            await response.write(encode_event(builder.final_chunk(event)))
+            await response.write(encode_event(final_chunk(builder, event)))
             if include_usage:
-                await response.write(encode_event(builder.usage_chunk(event)))
+                await response.write(encode_event(builder.usage_chunk(usage_of(event))))
             break
         await response.write(encode_event(DONE))
         await response.write_eof()
@@ -149,7 +150,7 @@ async def list_models(request: web.Request) -> web.Response:
             info = registry.info(name)
             cards.append({"id": name, "object": "model", "created": created, "owned_by": "cachesvc",
                           "root": info.path, "parent": engine.model_name, "max_model_len": engine.max_model_len})
-    return web.json_response({"object": "list", "data": cards})
+    return json_response({"object": "list", "data": cards})
 
 
 async def load_lora_adapter(request: web.Request) -> web.Response:
@@ -215,4 +216,4 @@ async def healthz(request: web.Request) -> web.Response:
             "completion_tokens": stats.completion_tokens, "busy_seconds": round(stats.busy_s, 3)}
     if engine.load_error:
         body["error"] = engine.load_error
-    return web.json_response(body, status=200 if engine.status == "ready" else 503)
+    return json_response(body, status=200 if engine.status == "ready" else 503)

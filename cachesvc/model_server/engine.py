@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cachesvc.config import ModelServerConfig
-from cachesvc.errors import RequestError
+from cachesvc.openai.errors import RequestError
 from cachesvc.model_server.generation import Finished, generate
 from cachesvc.model_server.protocol import CompletionRequest
 
@@ -98,7 +98,7 @@ class ModelEngine:
     """Owns the model, the tokenizer and the adapter registry; see the module docstring."""
 
     def __init__(self, config: ModelServerConfig, *, loaded: tuple[Any, Any] | None = None) -> None:
-        from cachesvc.hf_model import model_display_name
+        from cachesvc.model_server.hf_model import model_display_name
 
         check_policy_options(config)
         self.config = config
@@ -214,7 +214,7 @@ class ModelEngine:
         else:
             from transformers.utils import logging as hf_logging
 
-            from cachesvc.hf_model import load_causal_lm
+            from cachesvc.model_server.hf_model import load_causal_lm
 
             hf_logging.disable_progress_bar()
             self.model, self.tokenizer = load_causal_lm(self.config.model)
@@ -252,9 +252,9 @@ class ModelEngine:
             with self.registry.active(adapter) as model:
                 for event in generate(model, self.tokenizer, prompt_ids, params, policy=policy, policy_name=name,
                                       budget=budget, eos_token_ids=self._eos, cancelled=job.cancelled.is_set):
-                    job.post(event)
                     if isinstance(event, Finished):
-                        self._count(event)
+                        self._count(event)  # before the client can see it finish
+                    job.post(event)
         except RequestError as exc:
             job.post(exc)
         except Exception as exc:  # noqa: BLE001 (one bad request must not stop the worker)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from cachesvc.errors import RequestError
 from cachesvc.model_server.sampling import SamplingParams
-
-Endpoint = Literal["chat", "completions"]
+from cachesvc.openai.errors import RequestError
+from cachesvc.openai.protocol import Endpoint, text_parts
 ROLES = {"system", "user", "assistant", "developer"}
 
 
@@ -105,7 +104,7 @@ def parse_request(body: Any, endpoint: Endpoint, *, default_model: str, default_
     if (kv_policy is not None or kv_budget is not None) and not allow_kv_override:
         raise RequestError(400, "This server does not let requests choose the KV policy.", param="kv_policy")
     if kv_policy is not None:
-        from cachesvc.policies.kv_names import POLICY_NAMES
+        from cachesvc.policies.kv.names import POLICY_NAMES
 
         if kv_policy != "none" and kv_policy not in POLICY_NAMES:
             raise RequestError(400, f"Unknown kv_policy {kv_policy!r}; known: none, {', '.join(POLICY_NAMES)}.",
@@ -137,16 +136,12 @@ def _content(message: dict[str, Any], i: int) -> str:
     content = message.get("content")
     if content is None and message.get("role") == "assistant":
         return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise RequestError(400, f"messages[{i}].content: only text parts are supported by this server.",
-                                   param=f"messages[{i}].content")
-            parts.append(part["text"])
+    parts = text_parts(content)
+    if parts is not None:
         return "\n".join(parts)
+    if isinstance(content, list):
+        raise RequestError(400, f"messages[{i}].content: only text parts are supported by this server.",
+                           param=f"messages[{i}].content")
     raise RequestError(400, f"messages[{i}].content must be a string or a list of text parts.",
                        param=f"messages[{i}].content")
 

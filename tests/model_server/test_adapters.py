@@ -17,7 +17,7 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cachesvc.errors import RequestError
+from cachesvc.openai.errors import RequestError
 from cachesvc.model_server.adapters import AdapterRegistry
 
 PROMPT = torch.tensor([[1, 504, 3458, 314, 260, 1789, 282, 2512, 28, 1029, 314, 3128]])

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cachesvc.errors import RequestError
+from cachesvc.openai.errors import RequestError
 from cachesvc.model_server.protocol import parse_request
 
 

@@ -1,0 +1,66 @@
+"""Brings the cache online in the background while requests already pass through: loads the embedding model, fits
+the category classifier, opens the store and rebuilds the index; then sweeps expired entries now and then."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from cachesvc.cache.categorizer import Categorizer
+from cachesvc.cache.semantic_cache import SemanticCache
+from cachesvc.config import CacheConfig
+from cachesvc.embedding.embedder import Embedder
+
+log = logging.getLogger("cachesvc")
+SWEEP_INTERVAL_S = 60.0
+
+
+class CacheWarmup:
+    def __init__(self, config: CacheConfig, embedder: Embedder, categorizer: Categorizer,
+                 cache: SemanticCache) -> None:
+        self._config = config
+        self._embedder = embedder
+        self._categorizer = categorizer
+        self._cache = cache
+        self.error: str | None = None  # why the cache failed to start; requests then pass through uncached
+
+    @property
+    def ready(self) -> bool:
+        return self._cache.ready
+
+    async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
+        """An aiohttp cleanup context: start in the background, sweep while the app runs, close in order."""
+        if not self._config.enabled:
+            yield
+            return
+        tasks = [asyncio.create_task(self._start()), asyncio.create_task(self._sweep())]
+        yield
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._cache.ready:
+            await self._cache.close()
+        await self._embedder.close()
+
+    async def _start(self) -> None:
+        try:
+            await self._embedder.start()
+            await self._categorizer.start(self._embedder.encode_now)
+            loaded = await self._cache.start(self._embedder.dim)
+            log.info("cache ready: %d entries from the %s store", loaded, self._config.store.kind)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.error = f"{exc.__class__.__name__}: {exc}"
+            log.exception("the cache failed to start; requests pass through uncached")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            if self._cache.ready:
+                await self._cache.sweep_expired()

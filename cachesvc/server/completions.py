@@ -1,0 +1,195 @@
+"""POST /v1/chat/completions and /v1/completions: look up, or forward and remember.
+
+bypass (no lookup, no write) -> exact tier -> embed + classify -> semantic tier -> single flight -> upstream,
+streamed back as it arrives; a complete, successful answer is stored before the stream's ``[DONE]`` goes out.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from aiohttp import web
+
+from cachesvc.cache.categorizer import Categorizer
+from cachesvc.cache.controls import parse_controls
+from cachesvc.cache.entry import EntryDraft, EntryScope
+from cachesvc.cache.request_key import parse_request
+from cachesvc.cache.semantic_cache import Hit, LookupTimings, SemanticCache
+from cachesvc.cache.single_flight import SingleFlight
+from cachesvc.config import Config
+from cachesvc.embedding.embedder import Embedder
+from cachesvc.metrics import Metrics
+from cachesvc.openai.answer import Answer
+from cachesvc.openai.errors import RequestError
+from cachesvc.openai.http import Handler, read_json, request_error_response
+from cachesvc.openai.protocol import Endpoint
+from cachesvc.policies.cache.load_adaptive import EffectivePolicy, effective_policy
+from cachesvc.server.request_context import RequestContext
+from cachesvc.server.tenants import tenant_of
+from cachesvc.server.upstream_relay import UpstreamRelay, write_answer
+from cachesvc.upstreams.pool import UpstreamPool
+
+Outcome = tuple[web.StreamResponse, str]  # the response and its result: hit, miss, bypass or error
+
+
+class CompletionsService:
+    """The cached completions path, built once with its collaborators."""
+
+    def __init__(self, config: Config, *, cache: SemanticCache, embedder: Embedder, categorizer: Categorizer,
+                 upstreams: UpstreamPool, flights: SingleFlight[Answer], metrics: Metrics) -> None:
+        self._config = config
+        self._cache = cache
+        self._embedder = embedder
+        self._categorizer = categorizer
+        self._upstreams = upstreams
+        self._flights = flights
+        self._metrics = metrics
+        self._relay = UpstreamRelay(metrics)
+
+    def handler(self, endpoint: Endpoint) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request, endpoint)
+        return handle
+
+    async def handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response, result = await self._answer(request, endpoint)
+        except RequestError as exc:
+            response, result = request_error_response(exc, {"x-cachesvc-cache": "bypass"}), "error"
+        self._metrics.record_answered(result, time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: web.Request, endpoint: Endpoint) -> Outcome:
+        cache_config = self._config.cache
+        body = await read_json(request, self._config.server.max_body_bytes)
+        req = parse_request(endpoint, body)
+        controls = parse_controls(request.headers, body, cache_config.categories)
+        ctx = RequestContext(request, req, controls, self._upstreams.for_model(req.model))
+        reason = self._bypass_reason(ctx)
+        if reason is not None:
+            return await self._bypass(ctx, reason, {})
+
+        tenant = tenant_of(request.headers, self._config.server.tenant_header)
+        namespace = controls.namespace or cache_config.default_namespace
+        partition = req.partition(tenant, namespace)
+        exact_key = req.exact_key(partition)
+        pressure = ctx.upstream.load.pressure()
+
+        def policy_for(category: str) -> EffectivePolicy:
+            return effective_policy(cache_config.category(category), pressure)
+
+        if controls.may_read and cache_config.exact:
+            with ctx.timed("exact"):
+                hit = await self._cache.lookup_exact(exact_key, policy_for, controls.max_age_s)
+            if hit is not None:
+                return await self._serve_hit(ctx, hit), "hit"
+
+        vector, category = await self._embed_and_classify(ctx)
+        category_policy = cache_config.category(category)
+        if not category_policy.enabled:
+            return await self._bypass(ctx, "category_disabled", {"x-cachesvc-category": category})
+
+        if controls.may_read and vector is not None and category_policy.semantic and req.query is not None:
+            timings = LookupTimings()
+            hit = await self._cache.lookup_semantic(partition, req.query, vector, policy_for(category),
+                                                    controls.max_age_s, timings)
+            for stage in ("search", "verify", "fetch"):
+                ctx.stages[stage] = getattr(timings, f"{stage}_s")
+                self._metrics.record_lookup_stage(stage, ctx.stages[stage])
+            if hit is not None:
+                return await self._serve_hit(ctx, hit), "hit"
+
+        draft = None
+        if controls.may_write:
+            scope = EntryScope(partition, exact_key, tenant, namespace, category, req.model)
+            draft = EntryDraft(scope, req.query, vector, controls.ttl_s or category_policy.ttl_s,
+                               category_policy.max_ttl_factor)
+        return await self._miss(ctx, exact_key, category, draft)
+
+    def _bypass_reason(self, ctx: RequestContext) -> str | None:
+        cache_config = self._config.cache
+        if not cache_config.enabled:
+            return "disabled"
+        if ctx.controls.no_store:
+            return "no_store"
+        if not self._cache.ready:
+            return "warming_up"
+        temperature = ctx.req.temperature
+        if not ctx.controls.sampled:
+            if temperature is None and not cache_config.cache_unset_temperature:
+                return "temperature_unset"
+            if temperature is not None and temperature > cache_config.max_cacheable_temperature:
+                return "temperature"
+        return None
+
+    async def _embed_and_classify(self, ctx: RequestContext) -> tuple[np.ndarray | None, str]:
+        """The query's vector (None: not matched semantically) and its category (a client's override wins)."""
+        query, category = ctx.req.query, ctx.controls.category
+        vector = None
+        if query is not None and self._config.cache.semantic:
+            with ctx.timed("embed"):
+                vector = await self._embedder.embed(query)
+            self._metrics.record_lookup_stage("embed", ctx.stages["embed"])
+            if category is None:
+                with ctx.timed("classify"):
+                    category = self._categorizer.classify(query, vector)
+        return vector, category or "default"
+
+    async def _bypass(self, ctx: RequestContext, reason: str, headers: dict[str, str]) -> Outcome:
+        self._metrics.record_bypass(ctx.req.endpoint, reason)
+        response, _ = await self._relay.forward(ctx, {"x-cachesvc-cache": "bypass", **headers},
+                                                lambda answer: self._remember(ctx, answer, None))
+        return response, "bypass"
+
+    async def _serve_hit(self, ctx: RequestContext, hit: Hit) -> web.StreamResponse:
+        entry = hit.entry
+        self._metrics.record_hit(ctx.req.endpoint, hit.tier, hit.similarity)
+        headers = {
+            "x-cachesvc-cache": "hit",
+            "x-cachesvc-tier": hit.tier,
+            "x-cachesvc-category": entry.scope.category,
+            "x-cachesvc-similarity": f"{hit.similarity:.4f}",
+            "x-cachesvc-entry": str(entry.entry_id),
+            "Age": str(int(entry.age(time.time()))),
+            "Server-Timing": ctx.server_timing(),
+        }
+        return await write_answer(ctx, entry.answer, headers)
+
+    async def _miss(self, ctx: RequestContext, exact_key: str, category: str, draft: EntryDraft | None) -> Outcome:
+        """Ask upstream, unless an identical request already does: then share its answer."""
+        endpoint = ctx.req.endpoint
+        flight = None
+        if ctx.controls.may_read:
+            flight = self._flights.join(exact_key)
+            if not flight.leader:
+                self._metrics.record_singleflight_wait()
+                shared = await self._flights.wait(flight)
+                if shared is not None:
+                    self._metrics.record_hit(endpoint, "inflight", 1.0)
+                    headers = {"x-cachesvc-cache": "hit", "x-cachesvc-tier": "inflight",
+                               "x-cachesvc-category": category, "x-cachesvc-similarity": "1.0000"}
+                    return await write_answer(ctx, shared, headers), "hit"
+                flight = None  # the leader got nothing shareable: ask for ourselves
+        self._metrics.record_miss(endpoint)
+        headers = {"x-cachesvc-cache": "miss", "x-cachesvc-category": category,
+                   "Server-Timing": ctx.server_timing()}
+        shared: Answer | None = None
+        try:
+            response, shared = await self._relay.forward(ctx, headers,
+                                                         lambda answer: self._remember(ctx, answer, draft))
+            return response, "miss"
+        finally:
+            if flight is not None:
+                self._flights.land(flight, shared)
+
+    async def _remember(self, ctx: RequestContext, answer: Answer, draft: EntryDraft | None) -> Answer | None:
+        """Cache the answer if it may be cached; returns it when it may be shared with identical waiters."""
+        reason = answer.cacheable_reason(ctx.req.has_tools)
+        if reason is not None:
+            self._metrics.record_write_skipped(reason)
+            return None
+        if draft is not None and self._cache.ready:
+            await self._cache.insert(draft, answer)
+        return answer

@@ -1,0 +1,30 @@
+"""GET /healthz and GET /metrics."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cachesvc.openai.http import json_response
+from cachesvc.server.services import SERVICES
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 once the embedding model is loaded and the index rebuilt (and the embedded model server, if any, has
+    its model); 503 (with the reason) before that."""
+    services = request.app[SERVICES]
+    engine = services.model_engine
+    if engine is not None and engine.status != "ready":
+        body = {"status": "error" if engine.load_error else "starting", "model": engine.status}
+        return json_response({**body, "error": engine.load_error} if engine.load_error else body, status=503)
+    if not services.config.cache.enabled:
+        return json_response({"status": "ok", "cache": "disabled"})
+    if services.warmup.error:
+        return json_response({"status": "error", "error": services.warmup.error}, status=503)
+    if not services.ready:
+        return json_response({"status": "starting"}, status=503)
+    return json_response({"status": "ok", "entries": len(services.cache)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[SERVICES].metrics
+    return web.Response(body=registry.render(), headers={"Content-Type": registry.content_type})

@@ -1,0 +1,88 @@
+"""Per-category cache policy: how similar is similar enough, how long an answer lives, how many to keep.
+
+Categories differ (arXiv 2510.26835): code clusters densely and stays valid for months, prices go stale
+in minutes, conversation is sparse. One threshold or one TTL for all of them is wrong for most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+CATEGORY_NAMES: tuple[str, ...] = ("code", "conversation", "volatile", "math", "knowledge", "default")
+
+
+@dataclass(frozen=True)
+class CategoryPolicy:
+    """The cache rules of one category; the load-adaptive policy may move threshold and TTL within bounds."""
+
+    name: str
+    similarity_threshold: float  # cosine similarity a semantic hit needs (before verification)
+    ttl_s: float  # how long an entry is served
+    max_entries: int  # quota; past it, entries of this category are evicted (LRU within the category)
+    enabled: bool = True
+    semantic: bool = True  # False: exact tier only (e.g. arithmetic, where a near match is a wrong answer)
+    # Bounds for the load-adaptive policy: under overload the threshold may drop to this floor
+    # and the TTL may stretch up to ttl_s * max_ttl_factor.
+    min_similarity_threshold: float | None = None
+    max_ttl_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.similarity_threshold <= 1.0:
+            raise ValueError(f"categories.{self.name}.similarity_threshold must be in (0, 1]")
+        if self.ttl_s <= 0:
+            raise ValueError(f"categories.{self.name}.ttl_s must be > 0")
+        if self.max_entries < 1:
+            raise ValueError(f"categories.{self.name}.max_entries must be >= 1")
+        floor = self.min_similarity_threshold
+        if floor is not None and not 0.0 < floor <= self.similarity_threshold:
+            raise ValueError(
+                f"categories.{self.name}.min_similarity_threshold must be in (0, similarity_threshold]"
+            )
+        if self.max_ttl_factor < 1.0:
+            raise ValueError(f"categories.{self.name}.max_ttl_factor must be >= 1")
+
+    @property
+    def threshold_floor(self) -> float:
+        return self.similarity_threshold if self.min_similarity_threshold is None else self.min_similarity_threshold
+
+    def summary(self) -> dict[str, object]:
+        """The settings an operator checks first (admin stats)."""
+        return {"similarity_threshold": self.similarity_threshold, "ttl_s": self.ttl_s,
+                "max_entries": self.max_entries, "enabled": self.enabled, "semantic": self.semantic}
+
+    def with_overrides(self, **fields: object) -> "CategoryPolicy":
+        return replace(self, **fields)
+
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+# Shipped defaults. Thresholds are cosine similarities of all-MiniLM-L6-v2 embeddings, chosen on the
+# development set together with the near-miss verifier (docs/benchmarks.md); the verifier, not the
+# threshold, is what rejects look-alikes, so thresholds stay low enough to keep paraphrases.
+DEFAULT_CATEGORIES: dict[str, CategoryPolicy] = {
+    "code": CategoryPolicy(
+        "code", similarity_threshold=0.74, ttl_s=30 * DAY, max_entries=50_000,
+        min_similarity_threshold=0.72, max_ttl_factor=2.0,
+    ),
+    "conversation": CategoryPolicy(
+        "conversation", similarity_threshold=0.74, ttl_s=7 * DAY, max_entries=20_000,
+        min_similarity_threshold=0.71, max_ttl_factor=2.0,
+    ),
+    "volatile": CategoryPolicy(
+        "volatile", similarity_threshold=0.44, ttl_s=300.0, max_entries=5_000,
+        min_similarity_threshold=0.42, max_ttl_factor=3.0,
+    ),
+    "math": CategoryPolicy(
+        "math", similarity_threshold=0.42, ttl_s=30 * DAY, max_entries=20_000,
+        min_similarity_threshold=0.39, max_ttl_factor=2.0,
+    ),
+    "knowledge": CategoryPolicy(
+        "knowledge", similarity_threshold=0.67, ttl_s=30 * DAY, max_entries=50_000,
+        min_similarity_threshold=0.53, max_ttl_factor=2.0,
+    ),
+    "default": CategoryPolicy(
+        "default", similarity_threshold=0.80, ttl_s=DAY, max_entries=20_000,
+        min_similarity_threshold=0.76, max_ttl_factor=2.0,
+    ),
+}
