@@ -48,7 +48,7 @@ def child(backend: str, threads: int, queries: int, batches: int, vectors_out: s
     from cachesvc.embedding.encoders import load_encoder
 
     started = time.perf_counter()
-    encode, used = load_encoder(EmbeddingConfig(backend=backend, threads=threads))  # type: ignore[arg-type]
+    encode, used = load_encoder(EmbeddingConfig(backend=backend, threads=threads))
     load_s = time.perf_counter() - started
     np.save(vectors_out, np.asarray(encode(CHECK_TEXTS), dtype=np.float32))
     qs = texts(queries)
@@ -96,7 +96,8 @@ def main() -> None:
         if ("torch", 1) not in configs:
             configs.insert(0, ("torch-reference", 1))
         for backend, threads in configs:
-            out = reference if (backend, threads) in (("torch", 1), ("torch-reference", 1)) else Path(tmp) / f"{backend}{threads}.npy"
+            is_reference = (backend, threads) in (("torch", 1), ("torch-reference", 1))
+            out = reference if is_reference else Path(tmp) / f"{backend}{threads}.npy"
             name = "torch" if backend == "torch-reference" else backend
             result = subprocess.run(
                 [sys.executable, __file__, "--child", f"{name},{threads},{out}", "--queries", str(args.queries),

@@ -45,9 +45,9 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from cachesvc.model_server.hf_model import load_smollm2
-from cachesvc.policies.kv.head_expansion import expand_kv_heads
 from cachesvc.policies.kv import KV_POLICIES, make_policy
 from cachesvc.policies.kv.apply import compress_cache, headwise_masking, record_prefill_inputs
+from cachesvc.policies.kv.head_expansion import expand_kv_heads
 
 NAMES = ["Alice", "Bruno", "Chiara", "Dmitri", "Esther", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kemal", "Lena"]
 
@@ -76,7 +76,7 @@ def _insert(tok, filler_ids: list[int], length: int, groups: list[list[list[int]
 
 def retrieval_case(tok, filler_ids: list[int], length: int, n_needles: int, rng: random.Random):
     """Context of ~``length`` tokens with ``n_needles`` pass keys at random depths; one question per needle."""
-    enc = lambda s: tok(s, add_special_tokens=False).input_ids  # noqa: E731
+    enc = lambda s: tok(s, add_special_tokens=False).input_ids
     names = rng.sample(NAMES, n_needles)
     keys = {n: f"{rng.randint(10000, 99999)}" for n in names}
     needles = [[enc(f"\nThe pass key of {n} is {keys[n]}. Remember it.\n")] for n in names]
@@ -90,7 +90,7 @@ def vt_case(tok, filler_ids: list[int], length: int, hops: int, n_chains: int, r
     """RULER-style variable tracking: ``n_chains`` chains ``VAR A = 12345``, ``VAR B = VAR A``, ... (``hops`` links
     each) in filler text. Questions: for every chain and depth d in 0..hops, the value of the variable d links away
     from the number. Returns ``(ctx, [(depth, q_ids, a_ids), ...])``."""
-    enc = lambda s: tok(s, add_special_tokens=False).input_ids  # noqa: E731
+    enc = lambda s: tok(s, add_special_tokens=False).input_ids
     names: list[str] = []
     while len(names) < n_chains * (hops + 1):
         v = "".join(rng.choice(string.ascii_uppercase) for _ in range(3))

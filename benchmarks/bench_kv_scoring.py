@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -47,12 +48,12 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cachesvc.kernels._triton_support import DISABLE_ENV  # noqa: E402
-from cachesvc.kernels.value_norm import value_norm, value_norm_chunked  # noqa: E402
-from cachesvc.kernels.window_scores import window_scores, window_scores_reference  # noqa: E402
-from cachesvc.policies.kv import make_policy  # noqa: E402
-from cachesvc.policies.kv.apply import _rotate_half, window_queries  # noqa: E402
-from cachesvc.policies.kv.base import MUST_KEEP, ScoreInputs  # noqa: E402
+from cachesvc.kernels._triton_support import DISABLE_ENV
+from cachesvc.kernels.value_norm import value_norm, value_norm_chunked
+from cachesvc.kernels.window_scores import window_scores, window_scores_reference
+from cachesvc.policies.kv import make_policy
+from cachesvc.policies.kv.apply import _rotate_half, window_queries
+from cachesvc.policies.kv.base import MUST_KEEP, ScoreInputs
 
 # Peak DRAM bandwidth in GB/s by (substring of) device name; the first match wins.
 PEAK_GBPS = [
@@ -168,7 +169,7 @@ class SyntheticLayer(torch.nn.Module):
     def __init__(self, shape: Shape, device: str) -> None:
         super().__init__()
         d, hq, hkv, hid = shape.head_dim, shape.heads, shape.kv_heads, shape.hidden
-        lin = lambda i, o: torch.nn.Linear(i, o, bias=False)  # noqa: E731
+        lin = lambda i, o: torch.nn.Linear(i, o, bias=False)
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = lin(hid, hq * d), lin(hid, hkv * d), lin(hid, hkv * d), \
             lin(hq * d, hid)
         self.gate_proj, self.up_proj = lin(hid, shape.intermediate), lin(hid, shape.intermediate)
@@ -188,7 +189,7 @@ class SyntheticLayer(torch.nn.Module):
     def rms(x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-5).to(x.dtype)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):  # noqa: ANN201
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         """The layer's output, and what the eviction hook reads: the attention input, keys and values."""
         b, L, _ = x.shape
         h = self.rms(x)
@@ -204,7 +205,9 @@ class SyntheticLayer(torch.nn.Module):
         return x, h, k, v
 
 
-def eviction_work(policy, layer: SyntheticLayer, hidden, cos, sin, keys, values) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001, E501
+def eviction_work(
+    policy, layer: SyntheticLayer, hidden, cos, sin, keys, values
+) -> tuple[torch.Tensor, torch.Tensor]:
     """What the prefill hook computes on one layer before the gather: window queries, scores, keep mask."""
     queries = window_queries(layer, hidden, (cos, sin), policy.window_size)
     scores = policy.score(ScoreInputs(layer, hidden, keys, values, queries, policy.window_size)).float()
@@ -352,7 +355,7 @@ def sweep_rows(lengths: list[int], shape: Shape, device: str, timer: Timer, vari
             for tiles in [None, *variants_all[:variants]]:
                 out = launch(tiles, q, k, v)
                 err = max_rel_err(out[..., :ref.shape[-1]], ref)
-                ms = timer(rotating(lambda q, k, v: launch(tiles, q, k, v), sets))  # noqa: B023
+                ms = timer(rotating(partial(launch, tiles), sets))
                 base = ms if base is None else base
                 label = "launcher" if tiles is None else " ".join(f"{a}={b}" for a, b in tiles.items())
                 rows.append(dict(kernel=name, length=length, tiles=tiles, ms=ms, vs_launcher=ms / base,
@@ -374,36 +377,42 @@ def overhead_rows(lengths: list[int], shape: Shape, device: str, timer: Timer, p
     rows = []
     with torch.no_grad():
         for length in lengths:
-            cos, sin = SyntheticLayer.rope(length, shape.head_dim, device, shape.torch_dtype)
-            x = torch.randn(shape.batch, length, shape.hidden, device=device, dtype=shape.torch_dtype)
-            t_layer = timer(lambda: layer(x, cos, sin))
-            first = layer(x, cos, sin)[1:]                                   # hidden, keys, values
-            h0, k0, v0 = first
-            nbytes = sum(t.numel() * t.element_size() for t in first)
-            sets = [first] + [layer(torch.randn_like(x), cos, sin)[1:] for _ in range(copies_for(nbytes, device) - 1)]
-            for name in policies:
-                policy = make_policy(name, compression_ratio=1.0 - shape.keep, window_size=shape.window)
-                work = rotating(lambda h, k, v: eviction_work(policy, layer, h, cos, sin, k, v), sets)
-                once = lambda: eviction_work(policy, layer, h0, cos, sin, k0, v0)  # noqa: E731  (for the check)
-                scores, keep = once()
-                try:
-                    ref_scores, ref_keep = on_references(once)()
-                    soft = (scores < MUST_KEEP) & (ref_scores < MUST_KEEP)
-                    err = max_rel_err(scores[soft], ref_scores[soft]) if soft.any() else 0.0
-                    agree = (keep & ref_keep).sum().item() / max(1, ref_keep.sum().item())
-                    t_ref = timer(on_references(work))
-                except torch.OutOfMemoryError:
-                    err, agree, t_ref = float("nan"), float("nan"), float("nan")
-                t_fused = timer(work)
-                row = dict(length=length, layer_ms=t_layer, policy=name, fused_ms=t_fused,
-                           fused_share=t_fused / t_layer, reference_ms=t_ref, reference_share=t_ref / t_layer,
-                           speedup=t_ref / t_fused, keep_agreement=agree, max_rel_err=err)
-                rows.append(row)
-                print(f"| {length} | {t_layer:.2f} | {name} | {t_fused:.3f} | {100 * t_fused / t_layer:.2f}% | "
-                      f"{t_ref:.3f} | {100 * t_ref / t_layer:.2f}% | {t_ref / t_fused:.1f}x | {agree:.4f} |")
-            del x, first, sets, h0, k0, v0
+            rows += overhead_rows_at(length, layer, shape, device, timer, policies)
             if device == "cuda":
-                torch.cuda.empty_cache()
+                torch.cuda.empty_cache()  # the length's inputs went with the call
+    return rows
+
+
+def overhead_rows_at(length: int, layer: SyntheticLayer, shape: Shape, device: str, timer: Timer,
+                     policies: list[str]) -> list[dict]:
+    cos, sin = SyntheticLayer.rope(length, shape.head_dim, device, shape.torch_dtype)
+    x = torch.randn(shape.batch, length, shape.hidden, device=device, dtype=shape.torch_dtype)
+    t_layer = timer(lambda: layer(x, cos, sin))
+    first = layer(x, cos, sin)[1:]                                   # hidden, keys, values
+    h0, k0, v0 = first
+    nbytes = sum(t.numel() * t.element_size() for t in first)
+    sets = [first] + [layer(torch.randn_like(x), cos, sin)[1:] for _ in range(copies_for(nbytes, device) - 1)]
+    rows = []
+    for name in policies:
+        policy = make_policy(name, compression_ratio=1.0 - shape.keep, window_size=shape.window)
+        work = rotating(lambda h, k, v, policy=policy: eviction_work(policy, layer, h, cos, sin, k, v), sets)
+        once = partial(eviction_work, policy, layer, h0, cos, sin, k0, v0)  # for the check
+        scores, keep = once()
+        try:
+            ref_scores, ref_keep = on_references(once)()
+            soft = (scores < MUST_KEEP) & (ref_scores < MUST_KEEP)
+            err = max_rel_err(scores[soft], ref_scores[soft]) if soft.any() else 0.0
+            agree = (keep & ref_keep).sum().item() / max(1, ref_keep.sum().item())
+            t_ref = timer(on_references(work))
+        except torch.OutOfMemoryError:
+            err, agree, t_ref = float("nan"), float("nan"), float("nan")
+        t_fused = timer(work)
+        row = dict(length=length, layer_ms=t_layer, policy=name, fused_ms=t_fused,
+                   fused_share=t_fused / t_layer, reference_ms=t_ref, reference_share=t_ref / t_layer,
+                   speedup=t_ref / t_fused, keep_agreement=agree, max_rel_err=err)
+        rows.append(row)
+        print(f"| {length} | {t_layer:.2f} | {name} | {t_fused:.3f} | {100 * t_fused / t_layer:.2f}% | "
+              f"{t_ref:.3f} | {100 * t_ref / t_layer:.2f}% | {t_ref / t_fused:.1f}x | {agree:.4f} |")
     return rows
 
 

@@ -18,19 +18,20 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from cachesvc.openai.answer import Answer
-from cachesvc.config import CacheConfig
-from cachesvc.embedding.encoders import load_sentence_model
-from cachesvc.metrics import Metrics
-from cachesvc.policies.cache.category_classifier import CategoryClassifier
-from cachesvc.policies.cache.load_adaptive import effective_policy
-from cachesvc.policies.verify.verifier import VERIFIERS
 from cachesvc.cache.entry import EntryDraft, EntryScope
 from cachesvc.cache.semantic_cache import LookupTimings, SemanticCache
 from cachesvc.cache.stores.memory import MemoryStore
+from cachesvc.config import CacheConfig
+from cachesvc.embedding.encoders import load_sentence_model
+from cachesvc.metrics import Metrics
+from cachesvc.openai.answer import Answer
+from cachesvc.policies.cache.category_classifier import CategoryClassifier
+from cachesvc.policies.cache.load_adaptive import effective_policy
+from cachesvc.policies.verify.verifier import VERIFIERS
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev_intents.jsonl"
 
@@ -55,7 +56,7 @@ def answer_for(intent: str) -> Answer:
 
 
 async def replay(requests: list[tuple[str, str]], vectors: dict[str, np.ndarray], categories: dict[str, str],
-                 pressure: float, interval_s: float) -> dict[str, object]:
+                 pressure: float, interval_s: float) -> dict[str, Any]:
     config = CacheConfig()
     now = [0.0]
     verifier = VERIFIERS[config.verifier]()
@@ -113,17 +114,17 @@ async def run(args: argparse.Namespace) -> None:
         result = await replay(requests, vectors, categories, pressure, args.interval)
         results[pressure] = result
         calm = calm or result
-        saved = 1 - result["upstream"] / calm["upstream"]  # type: ignore[operator]
+        saved = 1 - result["upstream"] / calm["upstream"]
         hits = result["hits"]
-        precision = 1 - result["wrong"] / hits if hits else float("nan")  # type: ignore[operator]
+        precision = 1 - result["wrong"] / hits if hits else float("nan")
         print(f"| {pressure:.1f} | {result['upstream']} | {saved:.1%} | {hits / len(requests):.1%} | "
               f"{result['wrong']} | {precision:.4f} |")
     print("\nhits (wrong) by category\n")
-    cats = sorted({c for r in results.values() for c in r["per_category"]})  # type: ignore[attr-defined]
+    cats = sorted({c for r in results.values() for c in r["per_category"]})
     print("| pressure | " + " | ".join(cats) + " |")
     print("|---|" + "---|" * len(cats))
     for pressure, r in results.items():
-        cells = [f"{r['per_category'][c]} ({r['wrong_by_category'][c]})" for c in cats]  # type: ignore[index]
+        cells = [f"{r['per_category'][c]} ({r['wrong_by_category'][c]})" for c in cats]
         print(f"| {pressure:.1f} | " + " | ".join(cells) + " |")
 
 

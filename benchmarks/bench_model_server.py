@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_proxy import free_port, process, wait_ready  # noqa: E402
+from bench_proxy import free_port, process, wait_ready
 
 MODEL = "SmolLM2-135M-Instruct"
 
@@ -131,17 +131,17 @@ def transformers_baseline(args: argparse.Namespace) -> dict[int, dict[str, float
     torch.set_num_threads(args.threads)
     model, tokenizer = load_smollm2()
     out: dict[int, dict[str, float]] = {}
+
+    def timed(ids: torch.Tensor, n: int) -> float:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        return time.perf_counter() - started
+
     for length in args.lengths:
         ids = tokenizer(filler(int(length * 0.6)), return_tensors="pt")["input_ids"]
-
-        def timed(n: int) -> float:
-            started = time.perf_counter()
-            with torch.inference_mode():
-                model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
-            return time.perf_counter() - started
-
-        first = statistics.median(timed(1) for _ in range(args.repeats))
-        full = statistics.median(timed(args.new_tokens) for _ in range(args.repeats))
+        first = statistics.median(timed(ids, 1) for _ in range(args.repeats))
+        full = statistics.median(timed(ids, args.new_tokens) for _ in range(args.repeats))
         out[length] = {"prompt_tokens": ids.shape[1], "ttft_s": first,
                        "decode_tok_s": (args.new_tokens - 1) / max(full - first, 1e-9)}
     return out
@@ -158,7 +158,7 @@ def print_tables(all_results: list[dict[str, Any]], args: argparse.Namespace,
     print(f"{'policy':<20}{'prompt tok':>11}{'TTFT s':>9}{'decode tok/s':>14}{'KV kept':>9}{'KV MiB':>9}"
           f"{'peak RSS +MiB':>15}")
     for res in all_results:
-        for length, row in res["lengths"].items():
+        for row in res["lengths"].values():
             kv = row["kv"]
             kept = kv["entries_kept"] / kv["entries_full"]
             print(f"{res['policy']:<20}{row['prompt_tokens']:>11}{row['ttft_s']:>9.2f}{row['decode_tok_s']:>14.1f}"

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 
@@ -74,6 +74,9 @@ def long_prompt(tag: str, words: int) -> str:
     return f"Ticket {tag}: {rng.choice(questions())} Notes: " + " ".join(filler)
 
 
+_LOGS: dict[subprocess.Popen[bytes], IO[bytes]] = {}  # each running process's stderr, for wait_ready
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,10 +90,11 @@ def process(args: list[str], env: dict[str, str] | None = None,
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-m", "cachesvc", *args], env=env, cwd=cwd,
                                 stdout=subprocess.DEVNULL, stderr=log)
-        proc.log = log  # type: ignore[attr-defined]  # read by wait_ready when the process dies
+        _LOGS[proc] = log  # read by wait_ready when the process dies
         try:
             yield proc
         finally:
+            _LOGS.pop(proc, None)
             proc.terminate()
             proc.wait(timeout=20)
 
@@ -100,8 +104,9 @@ async def wait_ready(session: aiohttp.ClientSession, url: str, timeout_s: float 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            proc.log.seek(0)  # type: ignore[attr-defined]
-            tail = proc.log.read().decode(errors="replace")[-3000:]  # type: ignore[attr-defined]
+            log = _LOGS[proc]
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-3000:]
             raise RuntimeError(f"{' '.join(map(str, proc.args))} exited ({proc.returncode}) before {url} "
                                f"answered:\n{tail}")
         try:

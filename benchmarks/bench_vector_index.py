@@ -23,13 +23,14 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cachesvc.cache.vector_index import FlatIndex, HnswIndex, HnswParams  # noqa: E402
+from cachesvc.cache.vector_index import FlatIndex, HnswIndex, HnswParams
 
 DIM = 384
 
@@ -319,8 +320,8 @@ def bench_small(real: np.ndarray, queries: np.ndarray, sizes: list[int], params:
         flat.add(np.arange(n), real[:n])
         hnsw.add(np.arange(n), real[:n], num_threads=os.cpu_count() or 1)
         load = os.getloadavg()[0]
-        fm, fp = latency_us(lambda q: flat.search(q, k), queries)
-        hm, hp = latency_us(lambda q: hnsw.search(q, k), queries)
+        fm, fp = latency_us(partial(flat.search, k=k), queries)
+        hm, hp = latency_us(partial(hnsw.search, k=k), queries)
         truth = exact_topk(real[:n], queries, 10)
         r1 = recall(hnsw, queries, truth, 1)
         rows.append([n, f"{fm:.0f}", f"{fp:.0f}", f"{hm:.0f}", f"{hp:.0f}", f"{r1:.3f}", f"{load:.1f}"])
@@ -409,7 +410,7 @@ def bench_large(
         for ef in efs:
             hnsw.ef_search = ef
             load = os.getloadavg()[0]
-            med, p99 = latency_us(lambda q: hnsw.search(q, k), queries)
+            med, p99 = latency_us(partial(hnsw.search, k=k), queries)
             r1, r10 = recall(hnsw, queries[:200], truth, 1), recall(hnsw, queries[:200], truth, 10)
             rc = recall(hnsw, queries[:200][close], truth[close], 1) if close.any() else float("nan")
             rows.append([f"{n:,}", ef, f"{build_s:.0f}", f"{mem:,.0f}", f"{med:.0f}", f"{p99:.0f}",

@@ -188,7 +188,7 @@ class Score:
         p, r = self.precision, self.recall
         return 2 * p * r / (p + r) if p + r else 0.0
 
-    def __add__(self, other: "Score") -> "Score":
+    def __add__(self, other: Score) -> Score:
         return Score(*(getattr(self, f) + getattr(other, f) for f in Score.__dataclass_fields__))
 
 

@@ -17,9 +17,8 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 import cache_sim as sim
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "dev_intents.jsonl"

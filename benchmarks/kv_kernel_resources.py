@@ -21,12 +21,12 @@ import tempfile
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     sys.exit("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled")
 
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
 
-from cachesvc.kernels import value_norm as vn  # noqa: E402
-from cachesvc.kernels import window_scores as ws  # noqa: E402
+from cachesvc.kernels import value_norm as vn
+from cachesvc.kernels import window_scores as ws
 
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 

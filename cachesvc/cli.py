@@ -193,8 +193,8 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from aiohttp import web
 
-    from cachesvc.server.app import create_app
     from cachesvc.config import load_config
+    from cachesvc.server.app import create_app
 
     try:
         config = load_config(args.config, serve_overrides(args))

@@ -6,9 +6,10 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 
@@ -102,9 +103,8 @@ class IndexConfig:
 
 @dataclass
 class StoreConfig:
-    kind: str = "memory"  # a name registered in cachesvc.cache.stores
+    kind: str = "memory"  # a name registered in cachesvc.cache.stores: memory, sqlite
     path: str = "cachesvc.sqlite3"  # sqlite
-    url: str = "redis://127.0.0.1:6379/0"  # redis (a later store)
 
 
 @dataclass
@@ -233,7 +233,7 @@ class Config:
         """No upstream configured: `cachesvc serve` runs the reference model server in-process."""
         return not self.upstreams
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         names = [u.name for u in self.upstreams]
         if len(set(names)) != len(names):
             raise ValueError(f"upstreams: names must be unique, got {names}")
@@ -333,14 +333,15 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ValueError(f"{key} must be a mapping")
         return {str(k): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, key)
     if hint is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{key} must be true or false, got {value!r}")
         return value
     if hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and not float(value).is_integer()):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (hint is int and not float(value).is_integer())):
             raise ValueError(f"{key} must be a number ({hint.__name__}), got {value!r}")
         return hint(value)
     if hint is str:

@@ -20,6 +20,9 @@ except ImportError:  # pragma: no cover
 
 HAS_TRITON = triton is not None
 
+__all__ = ["DISABLE_ENV", "HAS_TRITON", "interpreter_ready", "interpreting", "next_pow2", "tl", "triton",
+           "triton_disabled", "use_triton"]
+
 
 def interpreting() -> bool:
     """True when the Triton interpreter is switched on (`TRITON_INTERPRET` set to a true value)."""

@@ -30,6 +30,7 @@ The Triton path never materialises the ``[w, L]`` attention of a head in global 
 
 from __future__ import annotations
 
+from typing import Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -148,10 +149,12 @@ _KERNEL = None  # set below when triton is importable
 
 _LOG2E = 1.4426950408889634
 
+# The @triton.jit kernels leave their parameters bare: Triton reads the annotations (tl.constexpr marks the
+# compile-time constants), so mypy's check for annotated defs is waived on each kernel.
 if HAS_TRITON:
 
     @triton.jit
-    def _pool_weight(col, n, R: tl.constexpr, BLOCK: tl.constexpr):
+    def _pool_weight(col, n, R: tl.constexpr, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]
         """Total weight column `col` gets from the pooling: sum over the outputs j within R of 1/count_j
         (1 away from the edges; the closed form of the pooled row's mass, since pooling is linear)."""
         wt = tl.zeros([BLOCK], dtype=tl.float32)
@@ -163,7 +166,7 @@ if HAS_TRITON:
         return wt
 
     @triton.jit
-    def _window_stats_kernel(
+    def _window_stats_kernel(  # type: ignore[no-untyped-def]
         q_ptr, k_ptr, m_ptr, lall_ptr, lpre_ptr, lpool_ptr,
         H_KV, L, n, ROWS, W, BLOCKS_PER_SPLIT, SPLITS, ROWS_PAD,
         stride_qb, stride_qh, stride_qw,
@@ -227,7 +230,7 @@ if HAS_TRITON:
         tl.store(lpool_ptr + out, l_pool, mask=row_ok)
 
     @triton.jit
-    def _window_pool_kernel(
+    def _window_pool_kernel(  # type: ignore[no-untyped-def]
         q_ptr, k_ptr, m_ptr, coef_ptr, out_ptr, invl_ptr, att_ptr,
         H_KV, n, ROWS, W, ROWS_PAD,
         stride_qb, stride_qh, stride_qw,
@@ -320,6 +323,14 @@ def _pick_blocks(rows: int, d: int, n_cols: int, device: torch.device) -> dict[s
     return dict(gpu_tiles(rows, d), target_programs=4 * sms)
 
 
+@overload
+def _window_scores_triton(queries: torch.Tensor, keys: torch.Tensor, aggregation: str, pool_kernel: int,
+                          scale: float, blocks: dict[str, int] | None = None,
+                          with_attention: Literal[False] = False) -> torch.Tensor: ...
+@overload
+def _window_scores_triton(queries: torch.Tensor, keys: torch.Tensor, aggregation: str, pool_kernel: int,
+                          scale: float, blocks: dict[str, int] | None = None, *,
+                          with_attention: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
 def _window_scores_triton(queries: torch.Tensor, keys: torch.Tensor, aggregation: str, pool_kernel: int,
                           scale: float, blocks: dict[str, int] | None = None,
                           with_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,12 +16,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cachesvc.server.app import create_app  # noqa: E402
-from cachesvc.config import Config, config_from_dict  # noqa: E402
-from cachesvc.embedding.embedder import Embedder  # noqa: E402
-from cachesvc.embedding.encoders import load_sentence_model  # noqa: E402
-from cachesvc.server.services import SERVICES, ProxyServices  # noqa: E402
-from cachesvc.upstreams.stub import STUB_STATS, StubStats, create_stub_app  # noqa: E402
+from cachesvc.config import Config, config_from_dict
+from cachesvc.embedding.embedder import Embedder
+from cachesvc.embedding.encoders import load_sentence_model
+from cachesvc.server.app import create_app
+from cachesvc.server.services import SERVICES, ProxyServices
+from cachesvc.upstreams.stub import STUB_STATS, StubStats, create_stub_app
 
 
 @pytest.fixture(scope="session")

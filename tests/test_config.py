@@ -11,7 +11,8 @@ UP = {"upstreams": [{"url": "http://127.0.0.1:8000/v1/"}]}
 
 def test_defaults_yaml_env_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("server:\n  port: 9000\ncache:\n  categories:\n    code:\n      ttl_s: 10\n    legal:\n      similarity_threshold: 0.95\n")
+    path.write_text("server:\n  port: 9000\ncache:\n  categories:\n    code:\n      ttl_s: 10\n"
+                    "    legal:\n      similarity_threshold: 0.95\n")
     config = load_config(path, {"upstreams": UP["upstreams"]},
                          environ={"CACHESVC__SERVER__ADMIN_KEY": "k", "CACHESVC__CACHE__STORE__KIND": "sqlite"})
     assert config.server.port == 9000 and config.server.admin_key == "k" and config.cache.store.kind == "sqlite"
@@ -25,7 +26,8 @@ def test_defaults_yaml_env_and_overrides(tmp_path: Path) -> None:
 def test_kv_policy_options_from_yaml_and_env(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("model_server:\n  kv_policy_options:\n    layer_defensivekv:\n      layer_group: 4\n")
-    config = load_config(path, {}, environ={"CACHESVC__MODEL_SERVER__KV_POLICY_OPTIONS__DEFENSIVEKV__CRITICAL_MASS": "0.8"})
+    environ = {"CACHESVC__MODEL_SERVER__KV_POLICY_OPTIONS__DEFENSIVEKV__CRITICAL_MASS": "0.8"}
+    config = load_config(path, {}, environ=environ)
     assert config.model_server.kv_policy_options == {"layer_defensivekv": {"layer_group": 4},
                                                      "defensivekv": {"critical_mass": 0.8}}
     assert isinstance(config.model_server.kv_policy_options["layer_defensivekv"]["layer_group"], int)

@@ -9,8 +9,9 @@ Headers: `Cache-Control: no-cache | no-store | max-age=N`, `x-cachesvc-ttl: N`, 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from cachesvc.openai.errors import RequestError
 
@@ -61,8 +62,10 @@ def parse_controls(headers: Mapping[str, str], body: Mapping[str, Any], categori
     namespace = _name(headers.get("x-cachesvc-namespace", options.get("namespace")), "x-cachesvc-namespace")
     category = _name(headers.get("x-cachesvc-category", options.get("category")), "x-cachesvc-category")
     if category is not None and category not in categories:
-        raise RequestError(400, f"x-cachesvc-category: unknown cache category {category!r}; known: {sorted(categories)}.",
-                           param="x-cachesvc-category")
+        raise RequestError(
+            400, f"x-cachesvc-category: unknown cache category {category!r}; known: {sorted(categories)}.",
+            param="x-cachesvc-category",
+        )
     sampled_header = headers.get("x-cachesvc-sampled")
     sampled = _truthy(sampled_header, "x-cachesvc-sampled") if sampled_header is not None else _flag(options, "sampled")
     return CacheControls(no_cache, no_store, max_age, ttl, namespace, category, sampled)

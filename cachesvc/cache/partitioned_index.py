@@ -100,11 +100,12 @@ class PartitionedIndex:
         with self._lock:
             name = self._where.get(id)
             part = self._parts.get(name) if name is not None else None
-        if part is None:
-            if name is not None:  # stale mapping to a partition that no longer exists
-                with self._lock:
-                    if self._where.get(id) == name and name not in self._parts:
-                        del self._where[id]
+        if name is None:
+            return
+        if part is None:  # stale mapping to a partition that no longer exists
+            with self._lock:
+                if self._where.get(id) == name and name not in self._parts:
+                    del self._where[id]
             return
         with part.mu:
             if part.dropped:
@@ -148,7 +149,7 @@ class PartitionedIndex:
         with self._lock:
             return self._where.get(int(id))
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         """Counts for /stats and logs: partitions, entries, and how many are HNSW vs flat."""
         with self._lock:
             parts = list(self._parts.values())

@@ -13,7 +13,7 @@ T = TypeVar("T")
 class Flight(Generic[T]):
     key: str
     leader: bool
-    future: "asyncio.Future[T | None]"
+    future: asyncio.Future[T | None]
 
 
 class SingleFlight(Generic[T]):

@@ -20,6 +20,7 @@ import numpy as np
 
 __all__ = ["FlatIndex", "HnswIndex", "HnswParams", "RWLock", "VectorIndex"]
 
+Ids = Sequence[int] | np.ndarray  # int ids, or an int array of them
 _EPS = 1e-30  # same guard hnswlib uses when normalizing, so a zero vector stays zero in both indexes
 
 
@@ -29,7 +30,7 @@ class VectorIndex(Protocol):
 
     dim: int
 
-    def add(self, ids: Sequence[int], vectors: np.ndarray) -> None: ...
+    def add(self, ids: Ids, vectors: np.ndarray) -> None: ...
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]: ...
 
@@ -114,7 +115,7 @@ def _normalize(m: np.ndarray) -> np.ndarray:
     return m / norms[:, None]
 
 
-def _prepare(ids: Sequence[int], vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(ids: Ids, vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate an add batch; for an id repeated in the batch the last vector wins."""
     m = _as_matrix(vectors, dim)
     idx = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -162,7 +163,7 @@ class FlatIndex:
     def __len__(self) -> int:
         return len(self._row)
 
-    def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+    def add(self, ids: Ids, vectors: np.ndarray) -> None:
         """Insert vectors; an id already present has its vector replaced."""
         idx, m = _prepare(ids, vectors, self.dim)
         m = _normalize(m)
@@ -273,7 +274,7 @@ class HnswIndex:
         with self._lock.write():
             self._index.set_ef(int(ef))
 
-    def add(self, ids: Sequence[int], vectors: np.ndarray, *, num_threads: int = 1) -> None:
+    def add(self, ids: Ids, vectors: np.ndarray, *, num_threads: int = 1) -> None:
         """Insert vectors; an id already present has its vector replaced (num_threads: build parallelism)."""
         idx, m = _prepare(ids, vectors, self.dim)
         if idx.size == 0:

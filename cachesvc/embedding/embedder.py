@@ -71,7 +71,10 @@ class Embedder:
             stop = False
             while len(batch) < max_batch:
                 try:
-                    job = self._queue.get(timeout=max(0.0, deadline - time.monotonic())) if max_wait else self._queue.get_nowait()
+                    if max_wait:
+                        job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    else:
+                        job = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if job is None:
@@ -88,16 +91,17 @@ class Embedder:
             self.batches += 1
             self.texts += len(batch)
             for (_, loop, future), vector in zip(batch, vectors):
-                loop.call_soon_threadsafe(_resolve, future, vector, None)
-        except Exception as exc:  # the model failed: every waiter learns why
+                loop.call_soon_threadsafe(_resolve, future, vector)
+        except Exception as exc:  # noqa: BLE001  (the model failed: every waiter learns why)
             for _, loop, future in batch:
-                loop.call_soon_threadsafe(_resolve, future, None, exc)
+                loop.call_soon_threadsafe(_fail, future, exc)
 
 
-def _resolve(future: "asyncio.Future[np.ndarray]", value: np.ndarray | None, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
+def _resolve(future: asyncio.Future[np.ndarray], value: np.ndarray) -> None:
+    if not future.done():
         future.set_result(value)
+
+
+def _fail(future: asyncio.Future[np.ndarray], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

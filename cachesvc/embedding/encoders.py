@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,8 @@ def load_onnx_encoder(config: EmbeddingConfig) -> Encode:
     """The ONNX Runtime encoder (exported once, then loaded from the cache file)."""
     from cachesvc.embedding.onnx_encoder import OnnxEncoder
 
-    return OnnxEncoder(resolve_model_path(config.model), threads=config.effective_threads, onnx_path=config.onnx_path).encode
+    path = resolve_model_path(config.model)
+    return OnnxEncoder(path, threads=config.effective_threads, onnx_path=config.onnx_path).encode
 
 
 def load_encoder(config: EmbeddingConfig) -> tuple[Encode, str]:
@@ -55,6 +57,6 @@ def load_encoder(config: EmbeddingConfig) -> tuple[Encode, str]:
     if config.backend == "onnx":
         try:
             return load_onnx_encoder(config), "onnx"
-        except Exception as exc:  # onnxruntime missing, export failed, unsupported model: torch still works
+        except Exception as exc:  # noqa: BLE001  (onnxruntime missing, export failed, unsupported model: torch works)
             log.warning("ONNX embedding backend unavailable (%s: %s); falling back to torch", type(exc).__name__, exc)
     return load_torch_encoder(config), "torch"

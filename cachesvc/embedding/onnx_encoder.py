@@ -4,8 +4,8 @@ The model folder's transformer, mean pooling and L2 normalization are exported o
 (`input_ids`, `attention_mask` -> `embedding`, dynamic batch and sequence axes), fused with ONNX Runtime's BERT
 optimizer (one Attention node per layer, SkipLayerNorm, BiasGelu), and cached on disk keyed by a hash of the
 weights file, the exporter version and the library versions. Later start-ups load the cached file (well under a
-second) instead of exporting (10 to 30 s on a 2-core machine). Inference is fp32, so cosine with the torch vectors is >= 0.9999
-and the tuned similarity thresholds stay valid.
+second) instead of exporting (10 to 30 s on a 2-core machine). Inference is fp32, so cosine with the torch vectors
+is >= 0.9999 and the tuned similarity thresholds stay valid.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def _fuse_bert(path: Path, config: Any) -> None:
     """ONNX Runtime's transformer optimizer: fused Attention, SkipLayerNormalization, BiasGelu (fp32, exact)."""
     try:
         from onnxruntime.transformers import optimizer
-    except Exception as exc:  # the optimizer needs the `onnx` package
+    except Exception as exc:  # noqa: BLE001  (the optimizer needs the `onnx` package)
         log.warning("ONNX graph fusion unavailable (%s); using the plain exported graph", exc)
         return
     if getattr(config, "model_type", "") != "bert":
@@ -159,7 +159,7 @@ def _fuse_bert(path: Path, config: Any) -> None:
             str(path), model_type="bert", num_heads=int(config.num_attention_heads),
             hidden_size=int(config.hidden_size), opt_level=0,
         )
-    except Exception as exc:  # the plain graph gives the same vectors, only slower
+    except Exception as exc:  # noqa: BLE001  (the plain graph gives the same vectors, only slower)
         log.warning("ONNX graph fusion failed (%s: %s); using the plain exported graph", type(exc).__name__, exc)
         return
     fused.save_model_to_file(str(path))

@@ -10,8 +10,8 @@ import hashlib
 import os
 import site
 import sysconfig
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 DOMAINS = ("code", "legal", "docs")
 

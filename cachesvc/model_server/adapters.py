@@ -14,10 +14,11 @@ import json
 import re
 import time
 import unicodedata
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -231,7 +232,7 @@ class AdapterRegistry:
         try:
             inject_adapter_in_model(config, self.model, adapter_name=key, low_cpu_mem_usage=True)
             for module_name, (a, b) in plan.items():
-                layer = self.model.get_submodule(module_name)
+                layer: Any = self.model.get_submodule(module_name)  # the LoraLayer peft injected: lora_A/B[key]
                 _assign(layer.lora_A[key], a, module_name)
                 _assign(layer.lora_B[key], b, module_name)
         except Exception as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -34,8 +34,9 @@ def create_model_server_app(config: ModelServerConfig, *, engine: ModelEngine | 
     app[ENGINE] = engine or ModelEngine(config)
     app[METRICS] = ModelServerMetrics()
     app.cleanup_ctx.append(_run_engine)
-    for path, endpoint in (("/v1/chat/completions", "chat"), ("/v1/completions", "completions")):
-        app.router.add_post(path, _completion_handler(endpoint))  # type: ignore[arg-type]
+    routes: tuple[tuple[str, Endpoint], ...] = (("/v1/chat/completions", "chat"), ("/v1/completions", "completions"))
+    for path, endpoint in routes:
+        app.router.add_post(path, _completion_handler(endpoint))
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/load_lora_adapter", load_lora_adapter)
     app.router.add_post("/v1/unload_lora_adapter", unload_lora_adapter)
@@ -52,7 +53,7 @@ async def _run_engine(app: web.Application) -> AsyncIterator[None]:
     await engine.close()
 
 
-def _completion_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
+def _completion_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         return await completion(request, endpoint)
     return handler
@@ -170,7 +171,6 @@ async def load_lora_adapter(request: web.Request) -> web.Response:
 
 async def unload_lora_adapter(request: web.Request) -> web.Response:
     """vLLM's runtime LoRA unload: ``{lora_name}``; 404 for an adapter that is not loaded."""
-    engine = request.app[ENGINE]
     body = await read_json(request, MAX_BODY_BYTES)
     if not isinstance(body, dict):
         raise RequestError(400, "The request body must be a JSON object.")
@@ -181,7 +181,7 @@ async def unload_lora_adapter(request: web.Request) -> web.Response:
     return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
 
 
-async def _adapter_op(request: web.Request, operation: str, fn) -> None:  # type: ignore[no-untyped-def]
+async def _adapter_op(request: web.Request, operation: str, fn: Callable[[ModelEngine], object]) -> None:
     """Run a registry operation on the engine's thread and count it."""
     engine, metrics = request.app[ENGINE], request.app[METRICS]
     try:

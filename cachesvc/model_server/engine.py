@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cachesvc.config import ModelServerConfig
-from cachesvc.openai.errors import RequestError
 from cachesvc.model_server.generation import Finished, generate
 from cachesvc.model_server.protocol import CompletionRequest
+from cachesvc.openai.errors import RequestError
 
 log = logging.getLogger("cachesvc.model_server")
 T = TypeVar("T")
@@ -178,7 +178,7 @@ class ModelEngine:
     def _run(self) -> None:
         try:
             self._load()
-        except Exception as exc:  # noqa: BLE001 (reported on /healthz and to every request)
+        except Exception as exc:  # reported on /healthz and to every request
             self.load_error = f"{exc.__class__.__name__}: {exc}"
             log.exception("the model server failed to load %s", self.config.model)
         while True:
@@ -233,7 +233,7 @@ class ModelEngine:
         try:
             result = job.fn(self)
             self.stats.adapter_ops += 1
-        except Exception as exc:  # noqa: BLE001 (handed to the caller)
+        except Exception as exc:  # noqa: BLE001  (handed to the caller)
             result = exc
         job.post(result)
 
@@ -257,7 +257,7 @@ class ModelEngine:
                     job.post(event)
         except RequestError as exc:
             job.post(exc)
-        except Exception as exc:  # noqa: BLE001 (one bad request must not stop the worker)
+        except Exception as exc:  # one bad request must not stop the worker
             log.exception("generation failed")
             job.post(RequestError(500, f"Generation failed: {exc.__class__.__name__}: {exc}", code="internal_error"))
         finally:

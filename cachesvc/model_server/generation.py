@@ -6,14 +6,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from cachesvc.model_server.sampling import SamplingParams, TokenSampler
 from cachesvc.model_server.text_stream import IncrementalDecoder, StopStringMatcher
 from cachesvc.policies.kv import KVPolicy, compress
-from cachesvc.policies.kv.apply import attention_modules
+from cachesvc.policies.kv.apply import CompressionReport, attention_modules
 from cachesvc.policies.kv.ragged_layer import held_bytes
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass
@@ -60,27 +64,27 @@ class Finished:
 Event = Prefilled | TextDelta | Finished
 
 
-def kv_usage(cache: object, model: torch.nn.Module, prompt_len: int, policy: str | None, budget: float | None,
-             report: object | None) -> KVUsage:
+def kv_usage(cache: DynamicCache, model: PreTrainedModel, prompt_len: int, policy: str | None, budget: float | None,
+             report: CompressionReport | None) -> KVUsage:
     """Account the cache right after prefill (``policy`` is the registered name, for the report)."""
-    layers = cache.layers  # type: ignore[attr-defined]
+    layers = cache.layers
     n_layers = len(attention_modules(model))
     kv_heads = model.config.num_key_value_heads
     head_dim = getattr(model.config, "head_dim", None) or model.config.hidden_size // model.config.num_attention_heads
     per_entry = 2 * head_dim * next(model.parameters()).element_size()  # one key and one value vector
     full = n_layers * kv_heads * prompt_len
     kept = full
-    if report is not None and report.layers:  # type: ignore[attr-defined]
-        compressed = len(report.layers)  # type: ignore[attr-defined]
-        kept = report.kept_entries() + (n_layers - compressed) * kv_heads * prompt_len  # type: ignore[attr-defined]
+    if report is not None and report.layers:
+        compressed = len(report.layers)
+        kept = report.kept_entries() + (n_layers - compressed) * kv_heads * prompt_len
     held = sum(held_bytes(layer) for layer in layers)
     return KVUsage(policy, budget, full, kept, full * per_entry, held)
 
 
 @torch.inference_mode()
 def generate(
-    model: torch.nn.Module,
-    tokenizer: object,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     prompt_ids: list[int],
     params: SamplingParams,
     *,
@@ -108,7 +112,8 @@ def generate(
         kv = kv_usage(cache, model, n_prompt, policy_name if policy else None, budget if policy else None, report)
         yield Prefilled(n_prompt, kv)
         produced = 0
-        finish, stop_reason = "length", None
+        finish = "length"
+        stop_reason: str | int | None = None
         while produced < params.max_tokens:
             if cancelled():
                 finish = "abort"

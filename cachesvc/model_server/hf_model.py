@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,7 @@ def model_display_name(spec: str) -> str:
 
 def load_causal_lm(
     spec: str = DEFAULT_MODEL, *, attn_implementation: str = "sdpa"
-) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``(model, tokenizer)`` in fp32 on the CPU, eval mode, for ``spec``: ``smollm2`` (the default), a transformers
     model folder, a ``.gguf`` file, or the name of an installed package that carries one GGUF file."""
     path = Path(spec).expanduser()
@@ -93,7 +94,7 @@ def _converted_dir(gguf: Path) -> Path:
 
 def load_smollm2(
     cache_dir: str | Path | None = None, *, attn_implementation: str = "sdpa"
-) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """SmolLM2-135M-Instruct; the first call converts the GGUF and saves it under ``cache_dir`` (default:
     :func:`default_cache_dir`), later calls load the saved copy. Nothing is downloaded."""
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -101,15 +102,15 @@ def load_smollm2(
 
 
 def load_gguf(
-    gguf: Path | object, target: Path, *, attn_implementation: str = "sdpa"
-) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
+    gguf: Path | Callable[[], Path], target: Path, *, attn_implementation: str = "sdpa"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the converted copy in ``target``, or convert ``gguf`` (a path, or a callable giving one, so that a
     converted copy loads without the package) and save the copy there first."""
     if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
         return _load_folder(target, attn_implementation)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = gguf() if callable(gguf) else Path(gguf)  # type: ignore[arg-type]
+    src = gguf() if callable(gguf) else Path(gguf)
     model = AutoModelForCausalLM.from_pretrained(
         src.parent, gguf_file=src.name, dtype="float32", attn_implementation=attn_implementation
     )
@@ -131,7 +132,7 @@ def load_gguf(
     return _load_folder(target, attn_implementation)
 
 
-def _load_folder(path: Path, attn_implementation: str) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
+def _load_folder(path: Path, attn_implementation: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(

@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     best on its own domain, 1 otherwise."""
     import torch
 
-    from cachesvc.model_server.hf_model import load_smollm2
     from cachesvc.model_server.adapter_training import heldout_loss, train_lora_adapter
     from cachesvc.model_server.adapters import AdapterRegistry
+    from cachesvc.model_server.hf_model import load_smollm2
 
     started = time.perf_counter()
     model, tokenizer = load_smollm2()

@@ -10,6 +10,7 @@ from typing import Any
 from cachesvc.model_server.sampling import SamplingParams
 from cachesvc.openai.errors import RequestError
 from cachesvc.openai.protocol import Endpoint, text_parts
+
 ROLES = {"system", "user", "assistant", "developer"}
 
 
@@ -193,9 +194,12 @@ def _number(body: dict[str, Any], name: str, kind: type, default: Any, *, low: f
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (kind is int and not float(value).is_integer())):
         raise RequestError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}.", param=name)
     if (low is not None and (value < low or (low_open and value == low))) or (high is not None and value > high):
-        bounds = f"{'(' if low_open else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        lower = low if low is not None else "-inf"
+        upper = high if high is not None else "inf"
+        bounds = f"{'(' if low_open else '['}{lower}, {upper}]"
         raise RequestError(400, f"'{name}' must be in {bounds}, got {value}.", param=name)
     return kind(value)

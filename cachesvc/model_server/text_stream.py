@@ -8,21 +8,28 @@ the tail that could still begin a stop string is held back, so a stop string nev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 REPLACEMENT = "\ufffd"
+
+
+class Detokenizer(Protocol):
+    """What decoding needs of a tokenizer (transformers' have it)."""
+
+    def decode(self, ids: list[int], /, *, skip_special_tokens: bool) -> str: ...
 
 
 @dataclass
 class IncrementalDecoder:
     """Feeds token ids, returns the new text each one completes."""
 
-    tokenizer: object
+    tokenizer: Detokenizer
     ids: list[int] = field(default_factory=list)
     text: str = ""
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)  # type: ignore[attr-defined]
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.endswith(REPLACEMENT) or not text.startswith(self.text):
             return ""  # an unfinished multi-byte character; it comes with a later token
         delta, self.text = text[len(self.text):], text

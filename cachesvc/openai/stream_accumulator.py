@@ -62,7 +62,8 @@ class StreamAccumulator:
             if lp:
                 slot["logprobs"] = {"content": ((slot["logprobs"] or {}).get("content") or []) + lp}
         else:
-            slot = self._choices.setdefault(index, {"index": index, "text": "", "logprobs": None, "finish_reason": None})
+            slot = self._choices.setdefault(
+                index, {"index": index, "text": "", "logprobs": None, "finish_reason": None})
             slot["text"] += choice.get("text") or ""
         if choice.get("finish_reason"):
             slot["finish_reason"] = choice["finish_reason"]

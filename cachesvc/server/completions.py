@@ -165,12 +165,12 @@ class CompletionsService:
             flight = self._flights.join(exact_key)
             if not flight.leader:
                 self._metrics.record_singleflight_wait()
-                shared = await self._flights.wait(flight)
-                if shared is not None:
+                leaders_answer = await self._flights.wait(flight)
+                if leaders_answer is not None:
                     self._metrics.record_hit(endpoint, "inflight", 1.0)
                     headers = {"x-cachesvc-cache": "hit", "x-cachesvc-tier": "inflight",
                                "x-cachesvc-category": category, "x-cachesvc-similarity": "1.0000"}
-                    return await write_answer(ctx, shared, headers), "hit"
+                    return await write_answer(ctx, leaders_answer, headers), "hit"
                 flight = None  # the leader got nothing shareable: ask for ourselves
         self._metrics.record_miss(endpoint)
         headers = {"x-cachesvc-cache": "miss", "x-cachesvc-category": category,

@@ -54,7 +54,8 @@ class UpstreamRelay:
                 shared = await remember(answer)
                 if req.stream:  # asked for a stream, got JSON (some servers ignore `stream`): replay it as SSE
                     return await write_answer(ctx, answer, headers), shared
-                return web.Response(body=raw, status=200, headers={**headers, "Content-Type": "application/json"}), shared
+                response = web.Response(body=raw, status=200, headers={**headers, "Content-Type": "application/json"})
+                return response, shared
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
             raise RequestError(502, f"Upstream {upstream.name!r} broke off its answer.",
                                code="upstream_disconnected") from None

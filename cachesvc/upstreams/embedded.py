@@ -18,12 +18,14 @@ log = logging.getLogger("cachesvc")
 EMBEDDED_UPSTREAM = "embedded"
 
 
-def embed_model_server(config: Config, model: tuple[Any, Any] | None = None) -> tuple[ModelEngine, Callable[[web.Application], AsyncIterator[None]]]:
+def embed_model_server(
+    config: Config, model: tuple[Any, Any] | None = None
+) -> tuple[ModelEngine, Callable[[web.Application], AsyncIterator[None]]]:
     """Point ``config.upstreams`` at a model server bound now to a free loopback port; returns the engine and a
     cleanup context that serves it while the proxy runs."""
     # The model loads on the engine's thread while the embedding model loads on the embedder's: transformers'
     # lazy imports are not safe when two threads run them at once, so they run here first.
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401  (imported for the side effect)
 
     engine = ModelEngine(config.model_server, loaded=model)  # checks the KV policy options before a port is taken
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -25,12 +25,12 @@ class UpstreamPool:
     def for_model(self, model: str) -> Upstream:
         listed = [u for u in self.upstreams if u.config.models and model in u.config.models]
         catch_all = [u for u in self.upstreams if not u.config.models]
-        chosen = (listed or catch_all or [None])[0]
-        if chosen is None:
+        chosen = listed or catch_all
+        if not chosen:
             known = sorted({m for u in self.upstreams for m in u.config.models})
             raise RequestError(404, f"The model {model!r} does not exist or is not served here (known: {known}).",
                                param="model", code="model_not_found")
-        return chosen
+        return chosen[0]
 
     @property
     def default(self) -> Upstream:

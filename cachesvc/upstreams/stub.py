@@ -94,8 +94,8 @@ def create_stub_app(
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
                  "total_tokens": len(prompt.split()) + len(text.split())}
         out = ResponseBuilder("chat" if chat else "completions", body["model"])
-        call = {"id": "call_" + uuid.uuid4().hex[:12], "type": "function",
-                "function": {"name": tool, "arguments": codec.dumps({"q": prompt}).decode()}}
+        call: dict[str, Any] = {"id": "call_" + uuid.uuid4().hex[:12], "type": "function",
+                                "function": {"name": tool, "arguments": codec.dumps({"q": prompt}).decode()}}
         if not body.get("stream"):
             choice = out.final_choice(0, text, finish)
             if tool and chat:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Mapping
 
 import aiohttp
 
 from cachesvc.config import LoadPolicyConfig, UpstreamConfig
-from cachesvc.openai.errors import RequestError
 from cachesvc.metrics import Metrics
+from cachesvc.openai.errors import RequestError
 from cachesvc.upstreams.load import UpstreamLoad
 
 HOP_BY_HOP = frozenset({
@@ -85,9 +84,10 @@ class Upstream:
                     method, url, data=data, headers=self.headers_for(client_headers), params=params,
                     allow_redirects=False,
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 status = 504
-                raise RequestError(504, f"Upstream {self.name!r} did not answer in time.", code="upstream_timeout")
+                raise RequestError(504, f"Upstream {self.name!r} did not answer in time.",
+                                   code="upstream_timeout") from None
             except aiohttp.ClientError as exc:
                 status = 502
                 raise RequestError(502, f"Upstream {self.name!r} is unreachable: {exc.__class__.__name__}.",

@@ -6,7 +6,7 @@ in minutes, conversation is sparse. One threshold or one TTL for all of them is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 CATEGORY_NAMES: tuple[str, ...] = ("code", "conversation", "volatile", "math", "knowledge", "default")
 
@@ -50,8 +50,6 @@ class CategoryPolicy:
         return {"similarity_threshold": self.similarity_threshold, "ttl_s": self.ttl_s,
                 "max_entries": self.max_entries, "enabled": self.enabled, "semantic": self.semantic}
 
-    def with_overrides(self, **fields: object) -> "CategoryPolicy":
-        return replace(self, **fields)
 
 
 HOUR = 3600.0

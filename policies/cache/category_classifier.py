@@ -7,6 +7,7 @@ cached for a month as if it were trivia. Falls back to "default" when no exempla
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -53,11 +54,11 @@ class CategoryClassifier:
         self._use_rules = use_rules
 
     @classmethod
-    def from_embedder(cls, embed: Embed, **options: object) -> "CategoryClassifier":
+    def from_embedder(cls, embed: Embed, **options: Any) -> CategoryClassifier:
         """Embed the shipped exemplar questions once (normalized vectors) and build a classifier on them."""
         vectors = {category: np.asarray(embed(list(texts)), dtype=np.float32)
                    for category, texts in CATEGORY_EXEMPLARS.items()}
-        return cls(vectors, **options)  # type: ignore[arg-type]
+        return cls(vectors, **options)
 
     def classify(self, text: str, vector: np.ndarray) -> str:
         """The question's category, one of CATEGORY_NAMES."""

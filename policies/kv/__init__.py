@@ -2,55 +2,47 @@
 
 >>> from cachesvc.policies.kv import make_policy, compress
 >>> policy = make_policy("defensivekv", compression_ratio=0.8)   # keep 20% of the context, window included
+
+The names below are loaded on first use, so that ``cachesvc.policies.kv.names`` (the policy names, for
+configuration checks and command-line help) imports neither torch nor transformers.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .adakv import AdaKVPolicy
-from .base import KVPolicy, ScoreInputs
-from .criticalkv import CriticalKVPolicy
-from .defensivekv import DefensiveKVPolicy
-from .layer_defensivekv import LayerDefensiveKVPolicy
-from .random_press import RandomPolicy
-from .snapkv import SnapKVPolicy
-from .streaming_llm import StreamingLLMPolicy
+if TYPE_CHECKING:
+    from .adakv import AdaKVPolicy
+    from .apply import CompressionReport, GenerationResult, compress, generate_with_policy
+    from .base import KVPolicy, ScoreInputs
+    from .criticalkv import CriticalKVPolicy
+    from .defensivekv import DefensiveKVPolicy
+    from .layer_defensivekv import LayerDefensiveKVPolicy
+    from .random_press import RandomPolicy
+    from .registry import KV_POLICIES, make_policy
+    from .snapkv import SnapKVPolicy
+    from .streaming_llm import StreamingLLMPolicy
 
-KV_POLICIES: dict[str, type[KVPolicy]] = {
-    "random": RandomPolicy,
-    "streaming_llm": StreamingLLMPolicy,
-    "snapkv": SnapKVPolicy,
-    "adakv": AdaKVPolicy,
-    "criticalkv": CriticalKVPolicy,
-    "defensivekv": DefensiveKVPolicy,
-    "layer_defensivekv": LayerDefensiveKVPolicy,
+_EXPORTS = {
+    "KV_POLICIES": "registry", "make_policy": "registry",
+    "KVPolicy": "base", "ScoreInputs": "base",
+    "compress": "apply", "generate_with_policy": "apply", "CompressionReport": "apply", "GenerationResult": "apply",
+    "RandomPolicy": "random_press", "StreamingLLMPolicy": "streaming_llm", "SnapKVPolicy": "snapkv",
+    "AdaKVPolicy": "adakv", "CriticalKVPolicy": "criticalkv", "DefensiveKVPolicy": "defensivekv",
+    "LayerDefensiveKVPolicy": "layer_defensivekv",
 }
-
-
-def make_policy(name: str, **fields: object) -> KVPolicy:
-    """Instantiate a registered policy; unknown names and fields raise ``ValueError`` listing the known ones."""
-    try:
-        cls = KV_POLICIES[name]
-    except KeyError:
-        raise ValueError(f"unknown KV policy {name!r}; known: {', '.join(sorted(KV_POLICIES))}") from None
-    known = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ValueError(f"{name} has no field {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    return cls(**fields)  # type: ignore[arg-type]
-
-
-from .apply import CompressionReport, GenerationResult, compress, generate_with_policy  # noqa: E402
-
 __all__ = [
-    "KV_POLICIES",
-    "KVPolicy",
-    "ScoreInputs",
-    "make_policy",
-    "compress",
-    "generate_with_policy",
-    "CompressionReport",
-    "GenerationResult",
-    *(cls.__name__ for cls in KV_POLICIES.values()),
+    "KV_POLICIES", "AdaKVPolicy", "CompressionReport", "CriticalKVPolicy", "DefensiveKVPolicy", "GenerationResult",
+    "KVPolicy", "LayerDefensiveKVPolicy", "RandomPolicy", "ScoreInputs", "SnapKVPolicy", "StreamingLLMPolicy",
+    "compress", "generate_with_policy", "make_policy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

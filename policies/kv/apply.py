@@ -21,13 +21,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .base import KVPolicy, ScoreInputs
+from .base import AttentionModule, KVPolicy, ScoreInputs
 from .global_pool import GlobalBudgetPool
+from .layer_defensivekv import LayerDefensiveKVPolicy
 from .layout import VALID_ATTR, gather_kept, headwise_attention_mask
 from .ragged_layer import HeadRaggedLayer, held_bytes
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache, PreTrainedModel
+    from transformers.cache_utils import CacheLayerMixin
 
 
 @dataclass
@@ -65,7 +71,7 @@ class CompressionReport:
         return int(sum(r.q_len * r.kept_per_head.numel() for r in self.layers.values()))
 
 
-def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+def attention_modules(model: torch.nn.Module) -> list[AttentionModule]:
     """The self-attention modules of a Llama-style model (q/k/v/o projections and a ``layer_idx``)."""
     mods = [
         m
@@ -83,7 +89,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def window_queries(
-    module: torch.nn.Module, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor], w: int
+    module: AttentionModule, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor], w: int
 ) -> torch.Tensor:
     """Queries of the last ``w`` tokens ``[b, q_heads, w, d]`` with the model's RoPE (and q-norm if present)."""
     b = hidden_states.shape[0]
@@ -97,7 +103,7 @@ def window_queries(
     return q * cos + _rotate_half(q) * sin
 
 
-def _cache_layer(cache: object, layer_idx: int) -> object | None:
+def _cache_layer(cache: DynamicCache | None, layer_idx: int) -> CacheLayerMixin | None:
     layers = getattr(cache, "layers", None)
     if layers is None or layer_idx >= len(layers):
         return None
@@ -117,7 +123,8 @@ class _Compressor:
 
     # -- prefill hook -------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def after_attention(self, module, args, kwargs, output):  # noqa: ANN001
+    def after_attention(self, module: AttentionModule, args: tuple[Any, ...], kwargs: dict[str, Any],
+                        output: object) -> None:
         hidden = kwargs.get("hidden_states", args[0] if args else None)
         cache = kwargs.get("past_key_values")
         layer = _cache_layer(cache, module.layer_idx)
@@ -144,25 +151,31 @@ class _Compressor:
         self._prune(cache, module.layer_idx, layer, scores, policy.select(scores), q_len)
         return None
 
-    def _pool_layer(self, cache, idx: int, layer, scores: torch.Tensor, q_len: int) -> None:  # noqa: ANN001
-        if self.pool is not None and idx != self.pool.layers[-1].index + 1:
-            self.pool = None  # a new prefill began before the last one finished (it raised): start over
-        group = self.policy.budget_layers(idx, self.n_layers)
-        if self.pool is None:
-            n_keep = self.policy.prefix_budget(q_len) * scores.shape[1] * len(group)
-            self.pool = GlobalBudgetPool(n_keep, self.policy.window_size, self.policy.prefill_pool)
-        self.pool.add(idx, layer, scores, q_len, record=self.record)
-        for p in self.pool.layers:  # layers cut by the pool were replaced (packed)
+    def _pool_layer(self, cache: DynamicCache, idx: int, layer: CacheLayerMixin, scores: torch.Tensor,
+                    q_len: int) -> None:
+        policy = self.policy
+        if not isinstance(policy, LayerDefensiveKVPolicy):
+            raise TypeError(f"{policy.name}: a global budget needs a LayerDefensiveKVPolicy's budget layers and pool")
+        pool = self.pool
+        if pool is not None and idx != pool.layers[-1].index + 1:
+            pool = None  # a new prefill began before the last one finished (it raised): start over
+        group = policy.budget_layers(idx, self.n_layers)
+        if pool is None:
+            n_keep = policy.prefix_budget(q_len) * scores.shape[1] * len(group)
+            pool = GlobalBudgetPool(n_keep, policy.window_size, policy.prefill_pool)
+        self.pool = pool
+        pool.add(idx, layer, scores, q_len, record=self.record)
+        for p in pool.layers:  # layers cut by the pool were replaced (packed)
             cache.layers[p.index] = p.layer
         if idx == group[-1]:
-            self._finish_pool(cache)
+            self._finish_pool(cache, pool)
 
-    def _finish_pool(self, cache) -> None:  # noqa: ANN001
+    def _finish_pool(self, cache: DynamicCache, pool: GlobalBudgetPool) -> None:
         """Every layer of the budget group is scored: the last cut leaves exactly its top-k; record what each layer
         kept."""
-        self.pool.cut()
+        pool.cut()
         w = self.policy.window_size
-        for p in self.pool.layers:
+        for p in pool.layers:
             held = torch.isfinite(p.scores)
             b, h, m = held.shape
             positions = p.positions
@@ -186,7 +199,8 @@ class _Compressor:
             cache.layers[p.index] = p.layer
         self.pool = None
 
-    def _prune(self, cache, idx: int, layer, scores: torch.Tensor, keep: torch.Tensor, q_len: int) -> None:  # noqa: ANN001
+    def _prune(self, cache: DynamicCache, idx: int, layer: CacheLayerMixin, scores: torch.Tensor, keep: torch.Tensor,
+               q_len: int) -> None:
         keys, values, valid, positions, _ = gather_kept(layer.keys, layer.values, keep, self.policy.window_size)
         if valid is None:
             layer.keys, layer.values = keys, values
@@ -202,7 +216,8 @@ class _Compressor:
         )
 
     # -- padding mask -------------------------------------------------------------------------------------------
-    def before_attention(self, module, args, kwargs):  # noqa: ANN001
+    def before_attention(self, module: AttentionModule, args: tuple[Any, ...],
+                         kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         """Per-head padding mask; also re-sizes the causal mask on layers whose length differs from layer 0's
         (the model sizes its mask from the first layer; pruned layers can have other lengths)."""
         layer = _cache_layer(kwargs.get("past_key_values"), module.layer_idx)
@@ -252,7 +267,7 @@ def record_prefill_inputs(model: torch.nn.Module) -> Iterator[dict[int, dict[str
     so that several policies can be applied to copies of one full prefill with :func:`compress_cache`."""
     captured: dict[int, dict[str, object]] = {}
 
-    def hook(module, args, kwargs, output):  # noqa: ANN001
+    def hook(module: AttentionModule, args: tuple[Any, ...], kwargs: dict[str, Any], output: object) -> None:
         hidden = kwargs.get("hidden_states", args[0] if args else None)
         captured[module.layer_idx] = {"hidden_states": hidden, "position_embeddings": kwargs["position_embeddings"]}
 
@@ -309,7 +324,7 @@ class GenerationResult:
 
 @torch.no_grad()
 def generate_with_policy(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     tokenizer: object | None,
     prompt_ids: torch.Tensor,
     policy: KVPolicy,

@@ -4,7 +4,7 @@ A concrete policy is a ``@dataclass`` that overrides :meth:`KVPolicy.score` only
 prefix entries of one layer, shape ``[batch, kv_heads, n]``; the observation window (the last ``w`` context tokens)
 is always kept and counts inside the budget ("20% cache" = ``compression_ratio=0.8``).
 
-Budget modes (class attributes, overridable per instance through the dataclass field ``headwise``):
+Budget modes (class attributes of each policy, not fields: a policy class fixes its mode):
 
 - per-head (``headwise=False``): every KV head keeps the same number of prefix entries (its own top-k);
 - head-wise (``headwise=True``): one top-k over all heads of the layer decides the heads' budgets (AdaKV);
@@ -15,12 +15,16 @@ Budget modes (class attributes, overridable per instance through the dataclass f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 # Scores given to entries that must be kept (critical stage); larger than any normalised score.
 MUST_KEEP = 1.0e9
+
+# A Llama-style attention module of a transformers model: ``q_proj``/``k_proj``/``v_proj``/``o_proj``, ``layer_idx``,
+# ``head_dim``, ``config``, optionally ``q_norm`` and ``scaling``; read by attribute, untyped upstream.
+AttentionModule = Any
 
 
 @dataclass
@@ -32,7 +36,7 @@ class ScoreInputs:
     or ``None`` for policies with ``needs_queries = False``.
     """
 
-    module: torch.nn.Module
+    module: AttentionModule
     hidden_states: torch.Tensor
     keys: torch.Tensor
     values: torch.Tensor
@@ -46,6 +50,13 @@ class ScoreInputs:
     @property
     def group(self) -> int:
         return self.queries.shape[1] // self.keys.shape[1] if self.queries is not None else 1
+
+    @property
+    def window_queries(self) -> torch.Tensor:
+        """``queries``, for the policies that need them (``needs_queries = True``: the hook computes them)."""
+        if self.queries is None:
+            raise ValueError("this policy scores with the window queries, and none were computed")
+        return self.queries
 
 
 @dataclass

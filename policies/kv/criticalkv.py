@@ -63,7 +63,7 @@ class CriticalKVPolicy(KVPolicy):
             return window_importance(inputs, self.aggregation, self.pool_kernel) * value_norm_share(inputs)
         # The window scores and the critical stage's unpooled attention come from one pass over the keys.
         window, attention = window_scores_and_attention(
-            inputs.queries, inputs.keys, aggregation=self.aggregation, pool_kernel=self.pool_kernel,
+            inputs.window_queries, inputs.keys, aggregation=self.aggregation, pool_kernel=self.pool_kernel,
             scale=getattr(inputs.module, "scaling", None),
         )
         scores = window * value_norm_share(inputs)

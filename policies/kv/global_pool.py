@@ -16,6 +16,7 @@ Peak memory: the pool (at most ``pool_factor * n_keep`` entries per row, plus th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,6 +24,9 @@ from cachesvc.kernels.budget_select import global_keep_masks
 
 from .layout import gather_kept
 from .ragged_layer import HeadRaggedLayer
+
+if TYPE_CHECKING:
+    from transformers.cache_utils import CacheLayerMixin
 
 
 @dataclass
@@ -32,7 +36,7 @@ class PooledLayer:
     ``full_scores`` only when recording."""
 
     index: int
-    layer: object
+    layer: CacheLayerMixin
     q_len: int
     scores: torch.Tensor
     positions: torch.Tensor | None = None
@@ -48,13 +52,15 @@ class GlobalBudgetPool:
 
     def __init__(self, n_keep: int, window_size: int, pool_factor: float) -> None:
         if pool_factor < 1.0:
-            raise ValueError(f"pool_factor must be >= 1 (anything less would drop entries of the top-k), got {pool_factor}")
+            raise ValueError(
+                f"pool_factor must be >= 1 (anything less would drop entries of the top-k), got {pool_factor}")
         self.n_keep = n_keep
         self.window_size = window_size
         self.capacity = pool_factor * n_keep
         self.layers: list[PooledLayer] = []
 
-    def add(self, index: int, layer: object, scores: torch.Tensor, q_len: int, *, record: bool = False) -> None:
+    def add(self, index: int, layer: CacheLayerMixin, scores: torch.Tensor, q_len: int, *,
+            record: bool = False) -> None:
         """Pool a freshly prefilled (whole) layer with its prefix scores ``[b, h, n]``; cut when over capacity."""
         self.layers.append(PooledLayer(index, layer, q_len, scores, full_scores=scores if record else None))
         if self.held_entries() > self.capacity:
@@ -80,4 +86,4 @@ class GlobalBudgetPool:
 
     def held_entries(self) -> int:
         """Largest number of candidate entries any row holds (windows excluded)."""
-        return int(sum(p.held() for p in self.layers).max()) if self.layers else 0
+        return int(torch.stack([p.held() for p in self.layers]).sum(dim=0).max()) if self.layers else 0

@@ -9,13 +9,18 @@ Used by ``benchmarks/bench_kv_quality.py --kv-heads``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from cachesvc.policies.kv.apply import attention_modules
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 @torch.no_grad()
-def expand_kv_heads(model: torch.nn.Module, kv_heads: int) -> None:
+def expand_kv_heads(model: PreTrainedModel, kv_heads: int) -> None:
     """In place: every attention layer gets ``kv_heads`` KV heads, a multiple of the current count that divides
     the number of query heads."""
     config = model.config

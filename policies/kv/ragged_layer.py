@@ -66,12 +66,12 @@ class HeadRaggedLayer(CacheLayerMixin):
         return torch.cat([prefix, tail], dim=-2) if tail.shape[-2] else prefix
 
     @property
-    def keys(self) -> torch.Tensor:  # type: ignore[override]
+    def keys(self) -> torch.Tensor:
         """Padded keys ``[b, kv_heads, seq, d]`` (a fresh copy: what attention sees)."""
         return self._padded(self.packed_keys, self.tail_keys)
 
     @property
-    def values(self) -> torch.Tensor:  # type: ignore[override]
+    def values(self) -> torch.Tensor:
         """Padded values ``[b, kv_heads, seq, d]`` (a fresh copy)."""
         return self._padded(self.packed_values, self.tail_values)
 

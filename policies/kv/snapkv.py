@@ -17,7 +17,7 @@ from .base import KVPolicy, ScoreInputs
 def window_importance(inputs: ScoreInputs, aggregation: str, pool_kernel: int) -> torch.Tensor:
     """Pooled window attention of the prefix entries ``[b, kv_heads, n]`` (fused kernel where available)."""
     return window_scores(
-        inputs.queries,
+        inputs.window_queries,
         inputs.keys,
         aggregation=aggregation,
         pool_kernel=pool_kernel,

@@ -5,6 +5,7 @@ Built once per verifier (about 10 ms) and never changed afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -55,7 +56,7 @@ class LexiconIndex:
         return word
 
 
-def _starts(phrases: dict) -> dict[str, int]:
+def _starts(phrases: Iterable[tuple[str, ...]]) -> dict[str, int]:
     starts: dict[str, int] = {}
     for phrase in phrases:
         starts[phrase[0]] = max(starts.get(phrase[0], 0), len(phrase))
@@ -106,8 +107,8 @@ def lexicon_index() -> LexiconIndex:
     known_words: set[str] = set(lx.STOPWORDS | lx.FILLERS | lx.NEGATORS)
     known_words.update(lx.CARDINALS, lx.MULTIPLIERS, lx.IMPLIED_NUMBERS, lx.WEAK_NUMBER_WORDS, lx.ORDINALS)
     known_words.update(lx.SPOKEN_OPERATORS, lx.COMMON_WORDS, lx.GENERIC_WORDS)
-    for phrase in list(entities) + list(synonyms):
-        known_words.update(phrase)
+    for phrase_words in list(entities) + list(synonyms):
+        known_words.update(phrase_words)
     for pair in lx.ANTONYM_PAIRS:
         for pole in pair:
             for spelling in pole:

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .lexicon import COMMON_WORDS, FILLERS, GENERIC_WORDS, NEGATING_PREFIXES, NEGATING_SUFFIXES, NEGATIVE_VERBS, STOPWORDS
+from .lexicon import (
+    COMMON_WORDS,
+    FILLERS,
+    GENERIC_WORDS,
+    NEGATING_PREFIXES,
+    NEGATING_SUFFIXES,
+    NEGATIVE_VERBS,
+    STOPWORDS,
+)
 from .lexicon_entities import MONTH_SEASONS
 from .lexicon_index import LexiconIndex
 from .query_features import Item, QueryFeatures
@@ -95,7 +103,8 @@ _ASSETS = ("currency:", "commodity:", "company:", "index:")  # what a price ques
 
 
 def asset_named_on_one_side(a: QueryFeatures, b: QueryFeatures) -> str:
-    """One side asks about a priced thing (AMD, the Hang Seng, copper), the other names none ("today's worst stocks")."""
+    """One side asks about a priced thing (AMD, the Hang Seng, copper), the other names none ("today's worst
+    stocks")."""
     if _names_asset(a) != _names_asset(b):
         return "entity-mismatch"
     return ""
@@ -185,7 +194,7 @@ def antonyms_differ(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex) -> st
             continue  # "hot" and "in July" narrow alike
         if any(word in _WIDENING for word in first.words):
             continue  # "including cold deserts" widens the question, it does not narrow it
-        for pair, pole in first.poles:
+        for pair, _pole in first.poles:
             if pair in lex.scope_pairs and (pair, 0) not in second.poles and (pair, 1) not in second.poles:
                 return "scope-change"
     return ""

@@ -20,6 +20,7 @@ _ARROW_ITEMS = 3  # content words after "to"/"into" that may be its target
 _ARROW_ITEMS_BEFORE = 2  # content words before it that may be its source ("array items into ...")
 _GLUED_SUFFIXES = ("with", "of", "by", "for")
 _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
+Span = tuple[int, int, str, str]  # (start, end, class, canonical) of an entity phrase in the words
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,9 @@ def analyze(text: str, lex: LexiconIndex) -> QueryFeatures:
     spans += [(i, i + 1, "label", word) for i, word in enumerate(words)
               if names[i] and len(word) == 1 and word.isalpha() and word != "i"]  # "class A", "vitamin D"
     entities: dict[str, list[str]] = {}
-    for _, _, cls, canonical in sorted(spans, key=lambda span: span[0]):
-        if canonical not in entities.setdefault(cls, []):
-            entities[cls].append(canonical)
+    for _, _, cls, name in sorted(spans, key=lambda span: span[0]):
+        if name not in entities.setdefault(cls, []):
+            entities[cls].append(name)
     bindings = _bindings(words, number_at, spans, lex)
     canonical = [lex.canonical(word) for word in words]
     items, negations = _content_items(words, canonical, names, spans, number_at, lex)
@@ -119,7 +120,9 @@ def _poles(words: list[str], canonical: list[str], items: list[Item], lex: Lexic
     return poles
 
 
-def _read_numbers(words: list[str], names: list[bool]):
+def _read_numbers(
+    words: list[str], names: list[bool]
+) -> tuple[list[str], list[bool], set[float], set[float], set[int], dict[int, float]]:
     """Numbers in digits or words; spoken arithmetic rewritten to symbols; returns the rewritten words too."""
     out: list[str] = []
     out_names: list[bool] = []
@@ -214,9 +217,9 @@ def _signs(words: list[str], number_at: dict[int, float]) -> set[tuple[float, st
     return signed
 
 
-def _entity_spans(words: list[str], names: list[bool], lex: LexiconIndex) -> list[tuple[int, int, str, str]]:
+def _entity_spans(words: list[str], names: list[bool], lex: LexiconIndex) -> list[Span]:
     """(start, end, class, canonical) of every entity, longest phrase first, each class on its own."""
-    spans: list[tuple[int, int, str, str]] = []
+    spans: list[Span] = []
     covered: dict[str, set[int]] = {}
     candidates: list[tuple[int, int, tuple[tuple[str, str, bool], ...]]] = []
     for start, word in enumerate(words):
@@ -238,7 +241,8 @@ def _entity_spans(words: list[str], names: list[bool], lex: LexiconIndex) -> lis
     return spans
 
 
-def _bindings(words, number_at, spans, lex: LexiconIndex) -> set[tuple[float, str]]:
+def _bindings(words: list[str], number_at: dict[int, float], spans: list[Span],
+              lex: LexiconIndex) -> set[tuple[float, str]]:
     """Which unit or currency each number measures: "10 kg" binds 10 to kilogram, "$45" binds 45 to usd."""
     measuring = [span for span in spans if span[2] in ("unit", "currency")]
     bindings: set[tuple[float, str]] = set()
@@ -255,7 +259,7 @@ def _bindings(words, number_at, spans, lex: LexiconIndex) -> set[tuple[float, st
     return bindings
 
 
-def _directions(words, spans, bindings) -> dict[str, tuple[str, str]]:
+def _directions(words: list[str], spans: list[Span], bindings: set[tuple[float, str]]) -> dict[str, tuple[str, str]]:
     """For a class named twice ("kg to lb", "USD/TRY", "how many yen is one dollar"): (from, to)."""
     directions: dict[str, tuple[str, str]] = {}
     bound = {name for _, name in bindings}
@@ -283,9 +287,10 @@ def _directions(words, spans, bindings) -> dict[str, tuple[str, str]]:
     return directions
 
 
-def _content_items(words, canonical, names, spans, number_at, lex: LexiconIndex):
+def _content_items(words: list[str], canonical: list[str], names: list[bool], spans: list[Span],
+                   number_at: dict[int, float], lex: LexiconIndex) -> tuple[list[Item], list[tuple[str, ...]]]:
     """Content words as Items (entity phrases merged, synonyms canonical) and the scope of each negation."""
-    span_at: dict[int, list[tuple[int, int, str, str]]] = {}
+    span_at: dict[int, list[Span]] = {}
     for span in spans:
         span_at.setdefault(span[0], []).append(span)
     items: list[Item] = []

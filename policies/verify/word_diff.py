@@ -30,8 +30,10 @@ def diff_words(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex) -> WordDif
     left = list(a.items)
     right = list(b.items)
     matched = 0
-    unknown_slip = lambda x, y: (x.surface not in lex.known and y.surface not in lex.known  # noqa: E731
-                                 and is_vowel_slip(x.surface, y.surface))
+
+    def unknown_slip(x: Item, y: Item) -> bool:
+        return x.surface not in lex.known and y.surface not in lex.known and is_vowel_slip(x.surface, y.surface)
+
     for same in (_same_key, _same_typo, _same_prefix, unknown_slip):
         for item in list(left):
             for other in right:

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from cachesvc.cache.controls import parse_controls
+from cachesvc.cache.controls import CacheControls, parse_controls
 from cachesvc.openai.errors import RequestError
 from cachesvc.policies.cache.categories import DEFAULT_CATEGORIES
 
 
-def controls(headers: dict[str, str] | None = None, **options: object):  # type: ignore[no-untyped-def]
+def controls(headers: dict[str, str] | None = None, **options: object) -> CacheControls:
     body = {"cachesvc": options} if options else {}
     return parse_controls(headers or {}, body, DEFAULT_CATEGORIES)
 

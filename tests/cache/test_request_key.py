@@ -11,7 +11,8 @@ from cachesvc.openai.errors import RequestError
 
 
 def chat(last: str = "How do I reverse a list?", **extra: Any) -> dict[str, Any]:
-    messages = extra.pop("messages", [{"role": "system", "content": "You are terse."}, {"role": "user", "content": last}])
+    messages = extra.pop("messages", [{"role": "system", "content": "You are terse."},
+                                      {"role": "user", "content": last}])
     return {"model": "m", "messages": messages, "temperature": 0, **extra}
 
 
@@ -34,7 +35,8 @@ def test_whitespace_does_not_change_the_exact_key() -> None:
     "changed",
     [
         chat(model="other"),
-        chat(messages=[{"role": "system", "content": "You are verbose."}, {"role": "user", "content": "How do I reverse a list?"}]),
+        chat(messages=[{"role": "system", "content": "You are verbose."},
+                       {"role": "user", "content": "How do I reverse a list?"}]),
         chat(messages=[{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "ok"},
                        {"role": "user", "content": "How do I reverse a list?"}]),
         chat(tools=[{"type": "function", "function": {"name": "f"}}]),
@@ -70,7 +72,8 @@ def test_non_text_or_non_user_last_turn_is_exact_only() -> None:
     tool = chat(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": []},
                           {"role": "tool", "content": "42", "tool_call_id": "c"}])
     assert parse_request("chat", tool).query is None
-    parts = chat(messages=[{"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": "you"}]}])
+    parts = chat(messages=[{"role": "user",
+                            "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": "you"}]}])
     assert parse_request("chat", parts).query == "hello\nyou"
 
 

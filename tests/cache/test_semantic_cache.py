@@ -10,15 +10,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cachesvc.openai.answer import Answer
-from cachesvc.config import CacheConfig, StoreConfig
-from cachesvc.metrics import Metrics
-from cachesvc.policies.cache.categories import DEFAULT_CATEGORIES
-from cachesvc.policies.cache.load_adaptive import effective_policy
 from cachesvc.cache.entry import EntryDraft, EntryScope
 from cachesvc.cache.selector import Selector
-from cachesvc.cache.semantic_cache import LookupTimings, SemanticCache
+from cachesvc.cache.semantic_cache import Hit, LookupTimings, SemanticCache
 from cachesvc.cache.stores import create_store
+from cachesvc.config import CacheConfig, StoreConfig
+from cachesvc.metrics import Metrics
+from cachesvc.openai.answer import Answer
+from cachesvc.policies.cache.categories import DEFAULT_CATEGORIES
+from cachesvc.policies.cache.load_adaptive import EffectivePolicy, effective_policy
 
 DIM = 8
 
@@ -39,7 +39,8 @@ def unit(seed: int) -> np.ndarray:
 
 
 def answer(text: str) -> Answer:
-    return Answer("chat", "m", [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}])
+    return Answer("chat", "m",
+                  [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}])
 
 
 async def make_cache(store: str = "memory", path: Path | None = None, verify: Any = accept_all,
@@ -61,12 +62,12 @@ async def put(cache: SemanticCache, key: str, vector: np.ndarray, *, partition: 
     return entry.entry_id
 
 
-def policy(category: str = "code", pressure: float = 0.0):  # type: ignore[no-untyped-def]
+def policy(category: str = "code", pressure: float = 0.0) -> EffectivePolicy:
     return effective_policy(DEFAULT_CATEGORIES[category], pressure)
 
 
 async def semantic(cache: SemanticCache, vector: np.ndarray, partition: str = "p", pressure: float = 0.0,
-                   max_age: float | None = None):  # type: ignore[no-untyped-def]
+                   max_age: float | None = None) -> Hit | None:
     return await cache.lookup_semantic(partition, "q", vector, policy(pressure=pressure), max_age, LookupTimings())
 
 

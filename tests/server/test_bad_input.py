@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -202,7 +203,8 @@ async def test_client_disconnect_mid_stream_is_not_cached(http: aiohttp.ClientSe
 
 async def test_truncated_answer_is_not_cached(http: aiohttp.ClientSession, proxy: Proxy, stub: Stub) -> None:
     for _ in range(2):
-        status, body, headers = await post(http, proxy, chat("Count to a thousand."), headers={"x-stub-finish": "length"})
+        status, body, headers = await post(http, proxy, chat("Count to a thousand."),
+                                           headers={"x-stub-finish": "length"})
         assert status == 200 and headers["x-cachesvc-cache"] == "miss"
         assert body["choices"][0]["finish_reason"] == "length"
     assert stub.stats.completions == 2

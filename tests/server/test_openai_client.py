@@ -11,7 +11,6 @@ import pytest
 from cachesvc.upstreams.stub import answer_text
 from tests.conftest import Proxy, Stub
 
-
 _open_clients: list[openai.AsyncOpenAI] = []
 
 

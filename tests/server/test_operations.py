@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -56,8 +57,8 @@ async def test_healthz_is_503_until_the_cache_is_ready(http: aiohttp.ClientSessi
 
     from aiohttp.test_utils import TestServer
 
-    from cachesvc.server.app import create_app
     from cachesvc.embedding.embedder import Embedder
+    from cachesvc.server.app import create_app
 
     gate = asyncio.Event()
     loop = asyncio.get_running_loop()

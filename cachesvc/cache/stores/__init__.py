@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from cachesvc.config import StoreConfig
 from cachesvc.cache.stores.base import DocumentStore
+from cachesvc.config import StoreConfig
 
-_STORES: dict[str, Callable[[StoreConfig], DocumentStore]] = {}
+StoreFactory = Callable[[StoreConfig], DocumentStore]
+_STORES: dict[str, StoreFactory] = {}
 
 
-def register_store(name: str) -> Callable[[Callable[[StoreConfig], DocumentStore]], Callable[[StoreConfig], DocumentStore]]:
-    def wrap(factory: Callable[[StoreConfig], DocumentStore]) -> Callable[[StoreConfig], DocumentStore]:
+def register_store(name: str) -> Callable[[StoreFactory], StoreFactory]:
+    def wrap(factory: StoreFactory) -> StoreFactory:
         _STORES[name] = factory
         return factory
     return wrap
@@ -24,7 +25,8 @@ def create_store(config: StoreConfig) -> DocumentStore:
     try:
         factory = _STORES[config.kind]
     except KeyError:
-        raise ValueError(f"cache.store.kind: unknown store {config.kind!r} (known: {', '.join(sorted(_STORES))})") from None
+        known = ", ".join(sorted(_STORES))
+        raise ValueError(f"cache.store.kind: unknown store {config.kind!r} (known: {known})") from None
     return factory(config)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Iterable, Protocol
+from collections.abc import AsyncIterator, Iterable
+from typing import Protocol
 
 from cachesvc.cache.entry import CacheEntry
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from cachesvc.cache.entry import CacheEntry
 from cachesvc.cache.stores import register_store

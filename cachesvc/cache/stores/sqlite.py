@@ -6,14 +6,15 @@ import asyncio
 import dataclasses
 import sqlite3
 import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
-from cachesvc.openai.answer import Answer
 from cachesvc.cache.entry import SCOPE_FIELDS, CacheEntry, EntryScope
-from cachesvc.config import StoreConfig
 from cachesvc.cache.stores import register_store
+from cachesvc.config import StoreConfig
+from cachesvc.openai.answer import Answer
 
 T = TypeVar("T")
 
@@ -64,6 +65,10 @@ class SqliteStore:
             raise RuntimeError("SqliteStore used before open()")
         return self._db
 
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a query and fetch all its rows (on the store's thread, through `_run`)."""
+        return self.db.execute(sql, params).fetchall()
+
     async def put(self, entry: CacheEntry) -> None:
         scope = dataclasses.astuple(entry.scope)
         row = (entry.entry_id, *scope, entry.query, entry.answer.to_json().decode(), entry.vector_bytes(),
@@ -72,12 +77,12 @@ class SqliteStore:
         await self._run(self.db.execute, sql, row)
 
     async def get(self, entry_id: int) -> CacheEntry | None:
-        rows = await self._run(lambda: self.db.execute(f"{_SELECT} WHERE entry_id = ?", (entry_id,)).fetchall())
+        rows = await self._run(self._rows, f"{_SELECT} WHERE entry_id = ?", (entry_id,))
         return _entry(rows[0]) if rows else None
 
     async def get_by_exact_key(self, exact_key: str) -> CacheEntry | None:
         sql = f"{_SELECT} WHERE exact_key = ? ORDER BY created_at DESC LIMIT 1"
-        rows = await self._run(lambda: self.db.execute(sql, (exact_key,)).fetchall())
+        rows = await self._run(self._rows, sql, (exact_key,))
         return _entry(rows[0]) if rows else None
 
     async def delete(self, entry_ids: Iterable[int]) -> int:
@@ -96,7 +101,7 @@ class SqliteStore:
         last = -(2**63)
         while True:
             sql = f"{_SELECT} WHERE entry_id > ? ORDER BY entry_id LIMIT 1000"
-            rows = await self._run(lambda: self.db.execute(sql, (last,)).fetchall())
+            rows = await self._run(self._rows, sql, (last,))
             if not rows:
                 return
             for row in rows:
@@ -104,7 +109,7 @@ class SqliteStore:
             last = rows[-1][0]
 
     async def count(self) -> int:
-        rows = await self._run(lambda: self.db.execute("SELECT COUNT(*) FROM entries").fetchall())
+        rows = await self._run(self._rows, "SELECT COUNT(*) FROM entries")
         return int(rows[0][0])
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from cachesvc.policies.kv.head_expansion import expand_kv_heads
 from cachesvc.policies.kv import compress, make_policy
+from cachesvc.policies.kv.head_expansion import expand_kv_heads
 
 from .conftest import tiny_model
 

@@ -180,6 +180,15 @@ def test_the_torch_free_name_list_matches_the_registry() -> None:
     assert set(POLICY_NAMES) == set(KV_POLICIES)
 
 
+def test_every_lazy_export_resolves() -> None:
+    import cachesvc.policies.kv as kv
+
+    assert all(getattr(kv, name) is not None for name in kv.__all__)
+    assert {cls.__name__ for cls in kv.KV_POLICIES.values()} <= set(kv.__all__) == set(kv._EXPORTS)
+    with pytest.raises(AttributeError):
+        kv.no_such_policy  # noqa: B018
+
+
 def test_critical_stage_takes_the_smallest_set_reaching_the_mass() -> None:
     from cachesvc.policies.kv.criticalkv import critical_mask
 
