@@ -135,6 +135,10 @@ class CacheConfig:
     max_cacheable_temperature: float = 0.0
     cache_unset_temperature: bool = True  # the upstream's default temperature counts as cacheable
     max_entry_bytes: int = 1024 * 1024
+    # A query longer than this is still answered and cached, but only by the exact tier: its text is not embedded,
+    # classified beyond the surface rules, or verified, so no request costs more lookup work than this many
+    # characters (the answer says so in `x-cachesvc-semantic: skipped:query_too_long`).
+    max_query_chars: int = 4000
     default_namespace: str = "default"
     store: StoreConfig = field(default_factory=StoreConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
@@ -150,6 +154,7 @@ class CacheConfig:
         if self.max_cacheable_temperature < 0:
             raise ValueError(f"{key}.max_cacheable_temperature must be >= 0")
         _positive(self.max_entry_bytes, f"{key}.max_entry_bytes")
+        _positive(self.max_query_chars, f"{key}.max_query_chars")
         if "default" not in self.categories:
             raise ValueError(f"{key}.categories must keep a 'default' category")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from cachesvc.openai.errors import RequestError
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,6 @@ def _seconds(value: Any, what: str, *, allow_zero: bool = False) -> float | None
 def _name(value: Any, what: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise RequestError(400, f"{what} must be 1-64 characters of letters, digits and _.:-", param=what)
     return value

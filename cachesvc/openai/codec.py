@@ -6,17 +6,37 @@ refused on input, so nothing that cannot be written back out is ever accepted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 JSONDecodeError = orjson.JSONDecodeError  # a ValueError
 JSONEncodeError = orjson.JSONEncodeError  # a TypeError
+MAX_DEPTH = 64  # nesting a request body may have; orjson itself stops at 1024
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Parse one JSON document."""
     return orjson.loads(data)
+
+
+def depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), counted up to ``limit + 1`` at most: the
+    walk stops as soon as the limit is passed, and visits each container once (no recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        children: Iterable[Any] = node.values() if isinstance(node, dict) else node
+        level += 1
+        if level > limit:
+            return level
+        deepest = max(deepest, level)
+        stack.extend((child, level) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 def dumps(value: Any) -> bytes:

@@ -31,15 +31,20 @@ def request_error_response(exc: RequestError, headers: Mapping[str, str] | None 
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:
-    """The body as JSON; 413 past ``max_bytes`` (the app's ``client_max_size``), 400 when it is not JSON."""
+    """The body as JSON; 413 past ``max_bytes`` (the app's ``client_max_size``), 400 when it is not JSON or nests
+    deeper than ``codec.MAX_DEPTH``."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise RequestError(413, f"Request body is larger than {max_bytes} bytes.", code="request_too_large") from None
     try:
-        return codec.loads(raw)
+        body = codec.loads(raw)
     except codec.JSONDecodeError as exc:
         raise RequestError(400, f"The request body is not valid JSON: {exc}.") from None
+    if codec.depth(body) > codec.MAX_DEPTH:
+        raise RequestError(400, f"The request body nests arrays and objects deeper than {codec.MAX_DEPTH} levels.",
+                           code="too_deeply_nested")
+    return body
 
 
 async def open_event_stream(request: web.Request, headers: Mapping[str, str] | None = None) -> web.StreamResponse:

@@ -11,7 +11,7 @@ from cachesvc.cache.selector import Selector
 from cachesvc.openai.errors import RequestError
 from cachesvc.openai.http import json_response, read_json
 from cachesvc.server.services import SERVICES, ProxyServices
-from cachesvc.server.tenants import tenant_named, tenant_of_api_key
+from cachesvc.server.tenants import api_key_of, tenant_named, tenant_of_api_key
 
 _FIELDS = {"category", "namespace", "tenant", "api_key", "model", "entry_id", "all", "dry_run"}
 _TEXT_FIELDS = ("category", "namespace", "tenant", "api_key", "model")
@@ -23,8 +23,9 @@ def _require_admin(request: web.Request) -> ProxyServices:
     if not key:
         raise RequestError(403, "Admin endpoints are disabled: set server.admin_key (or CACHESVC__SERVER__ADMIN_KEY).",
                            code="admin_disabled")
-    given = request.headers.get("x-admin-key") or request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if not hmac.compare_digest(given.encode(), key.encode()):
+    authorization = {"Authorization": request.headers.get("Authorization", "")}
+    given = request.headers.get("x-admin-key") or api_key_of(authorization)
+    if not hmac.compare_digest((given or "").encode("utf-8", "surrogateescape"), key.encode()):
         raise RequestError(401, "Missing or wrong admin key.", code="invalid_admin_key")
     if not services.ready:
         raise RequestError(503, "The cache is still starting.", code="starting")

@@ -20,6 +20,7 @@ from cachesvc.openai.http import errors_as_json
 from cachesvc.policies.verify.verifier import VERIFIERS
 from cachesvc.server.cache_warmup import CacheWarmup
 from cachesvc.server.completions import CompletionsService
+from cachesvc.server.middlewares import reject_undecodable_headers
 from cachesvc.server.routes import add_routes
 from cachesvc.server.services import SERVICES, ProxyServices
 from cachesvc.upstreams.pool import UpstreamPool
@@ -33,7 +34,8 @@ def create_app(config: Config, *, embedder: Embedder | None = None, model: tuple
     if cache_config.verifier not in VERIFIERS:
         raise ValueError(f"cache.verifier: unknown verifier {cache_config.verifier!r} (known: {sorted(VERIFIERS)})")
     store = create_store(cache_config.store)  # fails on an unknown store name before any port opens
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[errors_as_json])
+    app = web.Application(client_max_size=config.server.max_body_bytes,
+                          middlewares=[errors_as_json, reject_undecodable_headers])
     engine = None
     if config.embedded_model_server:
         from cachesvc.upstreams.embedded import embed_model_server

@@ -71,6 +71,10 @@ class CompletionsService:
         if reason is not None:
             return await self._bypass(ctx, reason, {})
 
+        query = req.query
+        if query is not None and len(query) > cache_config.max_query_chars:
+            query = None  # exact tier only: no lookup work grows with the question past the bound
+            ctx.headers["x-cachesvc-semantic"] = "skipped:query_too_long"
         tenant = tenant_of(request.headers, self._config.server.tenant_header)
         namespace = controls.namespace or cache_config.default_namespace
         partition = req.partition(tenant, namespace)
@@ -86,14 +90,14 @@ class CompletionsService:
             if hit is not None:
                 return await self._serve_hit(ctx, hit), "hit"
 
-        vector, category = await self._embed_and_classify(ctx)
+        vector, category = await self._embed_and_classify(ctx, query)
         category_policy = cache_config.category(category)
         if not category_policy.enabled:
             return await self._bypass(ctx, "category_disabled", {"x-cachesvc-category": category})
 
-        if controls.may_read and vector is not None and category_policy.semantic and req.query is not None:
+        if controls.may_read and vector is not None and category_policy.semantic and query is not None:
             timings = LookupTimings()
-            hit = await self._cache.lookup_semantic(partition, req.query, vector, policy_for(category),
+            hit = await self._cache.lookup_semantic(partition, query, vector, policy_for(category),
                                                     controls.max_age_s, timings)
             for stage in ("search", "verify", "fetch"):
                 ctx.stages[stage] = getattr(timings, f"{stage}_s")
@@ -104,7 +108,7 @@ class CompletionsService:
         draft = None
         if controls.may_write:
             scope = EntryScope(partition, exact_key, tenant, namespace, category, req.model)
-            draft = EntryDraft(scope, req.query, vector, controls.ttl_s or category_policy.ttl_s,
+            draft = EntryDraft(scope, query, vector, controls.ttl_s or category_policy.ttl_s,
                                category_policy.max_ttl_factor)
         return await self._miss(ctx, exact_key, category, draft)
 
@@ -124,9 +128,10 @@ class CompletionsService:
                 return "temperature"
         return None
 
-    async def _embed_and_classify(self, ctx: RequestContext) -> tuple[np.ndarray | None, str]:
-        """The query's vector (None: not matched semantically) and its category (a client's override wins)."""
-        query, category = ctx.req.query, ctx.controls.category
+    async def _embed_and_classify(self, ctx: RequestContext, query: str | None) -> tuple[np.ndarray | None, str]:
+        """The vector of the text matched semantically (None: not matched) and the request's category (a client's
+        override wins; a question too long to match gets the surface rules on its first part)."""
+        category = ctx.controls.category
         vector = None
         if query is not None and self._config.cache.semantic:
             with ctx.timed("embed"):
@@ -134,12 +139,16 @@ class CompletionsService:
             self._metrics.record_lookup_stage("embed", ctx.stages["embed"])
             if category is None:
                 with ctx.timed("classify"):
-                    category = self._categorizer.classify(query, vector)
+                    category = await self._categorizer.classify(query, vector)
+        elif category is None and ctx.req.query is not None:
+            with ctx.timed("classify"):
+                category = await self._categorizer.classify_by_rules(
+                    ctx.req.query[: self._config.cache.max_query_chars])
         return vector, category or "default"
 
     async def _bypass(self, ctx: RequestContext, reason: str, headers: dict[str, str]) -> Outcome:
         self._metrics.record_bypass(ctx.req.endpoint, reason)
-        response, _ = await self._relay.forward(ctx, {"x-cachesvc-cache": "bypass", **headers},
+        response, _ = await self._relay.forward(ctx, {"x-cachesvc-cache": "bypass", **ctx.headers, **headers},
                                                 lambda answer: self._remember(ctx, answer, None))
         return response, "bypass"
 
@@ -154,6 +163,7 @@ class CompletionsService:
             "x-cachesvc-entry": str(entry.entry_id),
             "Age": str(int(entry.age(time.time()))),
             "Server-Timing": ctx.server_timing(),
+            **ctx.headers,
         }
         return await write_answer(ctx, entry.answer, headers)
 
@@ -169,12 +179,12 @@ class CompletionsService:
                 if leaders_answer is not None:
                     self._metrics.record_hit(endpoint, "inflight", 1.0)
                     headers = {"x-cachesvc-cache": "hit", "x-cachesvc-tier": "inflight",
-                               "x-cachesvc-category": category, "x-cachesvc-similarity": "1.0000"}
+                               "x-cachesvc-category": category, "x-cachesvc-similarity": "1.0000", **ctx.headers}
                     return await write_answer(ctx, leaders_answer, headers), "hit"
                 flight = None  # the leader got nothing shareable: ask for ourselves
         self._metrics.record_miss(endpoint)
         headers = {"x-cachesvc-cache": "miss", "x-cachesvc-category": category,
-                   "Server-Timing": ctx.server_timing()}
+                   "Server-Timing": ctx.server_timing(), **ctx.headers}
         shared: Answer | None = None
         try:
             response, shared = await self._relay.forward(ctx, headers,

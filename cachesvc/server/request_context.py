@@ -21,6 +21,7 @@ class RequestContext:
     controls: CacheControls
     upstream: Upstream
     stages: dict[str, float] = field(default_factory=dict)  # lookup stage -> seconds, in the order they ran
+    headers: dict[str, str] = field(default_factory=dict)  # said on every answer to this request
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:

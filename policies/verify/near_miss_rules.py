@@ -24,7 +24,7 @@ from .query_features import Item, QueryFeatures
 from .text_normalize import is_typo_of, stem
 from .word_diff import WordDiff
 
-_INCIDENTAL_NUMBERS = frozenset({0.0, 1.0})  # "= 0", "one dollar": present or not, the question is the same
+_INCIDENTAL_NUMBERS = frozenset({0.0, 1.0})  # "= 0", "one dollar" on one side only: the question is the same
 _DATE_CLASSES = frozenset({"month", "weekday", "holiday", "season", "time"})
 _WIDENING = frozenset({"including", "include", "includes", "inclusive", "counting", "even", "plus", "also"})
 _GENERIC_KEYS = GENERIC_WORDS | frozenset(stem(word) for word in GENERIC_WORDS)
@@ -37,9 +37,11 @@ def numbers_differ(a: QueryFeatures, b: QueryFeatures) -> str:
     A number only one side names still changes the answer: the specific question's answer is wrong for the
     general one and the other way round.
     """
-    extra_a = a.numbers - b.numbers - b.weak_numbers - _INCIDENTAL_NUMBERS
-    extra_b = b.numbers - a.numbers - a.weak_numbers - _INCIDENTAL_NUMBERS
-    if extra_a or extra_b:
+    extra_a = a.numbers - b.numbers - b.weak_numbers
+    extra_b = b.numbers - a.numbers - a.weak_numbers
+    if extra_a and extra_b:
+        return "number-mismatch"  # each names a number the other does not: 0 and 1 count like any other
+    if (extra_a or extra_b) - _INCIDENTAL_NUMBERS:
         return "number-mismatch"
     if a.ordinals - b.ordinals and b.ordinals - a.ordinals:
         return "number-mismatch"
@@ -160,9 +162,10 @@ def _negation_evidence(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex) ->
     plain_b = b.plain_keys
     if any(_asserted(key, plain_b) for scope in a.negations for key in scope):
         return True
+    words_b = set(b.words)
     for item in a.items:
         word = item.surface
-        if item.negated or " " in word or word in b.words:
+        if item.negated or " " in word or word in words_b:
             continue
         for prefix in NEGATING_PREFIXES:
             rest = word[len(prefix):]
