@@ -1,16 +1,45 @@
-"""Any other /v1 call goes to the default upstream (or the one serving the body's model) untouched, streamed both
-ways."""
+"""Any other /v1 call goes to the default upstream (or the one serving the body's model), streamed both ways.
+
+Only what the proxy would itself send leaves it, since the upstream key (``UpstreamConfig.api_key``) goes with
+every forwarded request:
+
+- the path is the client's raw path less ``/v1/``, still percent-encoded, put under the upstream's base path as it
+  arrived. It must pass ``upstreams.upstream.checked_path``: no dot segments (``..``, ``%2e%2e``, ``%252e%252e``,
+  ``..;``), no empty segments (``//host``), no backslash or control character (``%5c``, ``%00``), no malformed
+  escape, however many times it is decoded, and at most MAX_PATH_BYTES long. Anything else is a 404 (414 when
+  too long) from the proxy and nothing is sent upstream. An encoded slash inside a segment (``org%2Fname``) is
+  forwarded still encoded, and only if it is also safe read as a separator;
+- the query string goes as sent (characters a query may not hold are percent-encoded); it cannot reach the path;
+- methods: FORWARDED_METHODS (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS); any other (TRACE, CONNECT, WebDAV
+  verbs) is a 405 from the proxy. TRACE in particular would echo the proxy's key back to the client.
+
+``Upstream.request`` checks path and method again, so no caller can attach the key to any other request.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from cachesvc.openai import codec
+from cachesvc.openai.errors import RequestError
+from cachesvc.openai.http import error_response
 from cachesvc.server.services import SERVICES
-from cachesvc.upstreams.upstream import HOP_BY_HOP
+from cachesvc.upstreams.upstream import FORWARDED_METHODS, HOP_BY_HOP, checked_path
+
+PREFIX = "/v1/"
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
+    if request.method not in FORWARDED_METHODS:
+        return error_response(405, f"The proxy does not forward {request.method} requests.",
+                              code="method_not_allowed", headers={"Allow": ", ".join(sorted(FORWARDED_METHODS))})
+    raw_path = request.rel_url.raw_path  # as the client sent it: still encoded, no dot segments resolved
+    if not raw_path.startswith(PREFIX):  # e.g. an encoded "/v1" (/%761/...) that only the router decoded
+        return error_response(404, "Not found: the proxy forwards no such path.", code="not_found")
+    try:
+        tail = checked_path(raw_path[len(PREFIX):])
+    except RequestError as exc:
+        return error_response(exc.status, exc.message, code=exc.code)
     upstreams = request.app[SERVICES].upstreams
     upstream = upstreams.default
     body = await request.read() if request.can_read_body else None
@@ -21,9 +50,8 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
             model = None
         if isinstance(model, str):
             upstream = upstreams.for_model(model)
-    tail = request.match_info["tail"]
     async with upstream.request(request.method, tail, data=body, client_headers=request.headers,
-                                params=request.query) as upstream_response:
+                                query=request.rel_url.raw_query_string) as upstream_response:
         headers = {k: v for k, v in upstream_response.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["x-cachesvc-cache"] = "bypass"
         response = web.StreamResponse(status=upstream_response.status, headers=headers)

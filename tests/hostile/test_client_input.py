@@ -14,6 +14,7 @@ import pytest
 
 from cachesvc.cache.categorizer import Categorizer
 from tests.conftest import Proxy, Stub
+from tests.hostile.conftest import Tally
 
 QUESTION = "How do I read a file line by line in Python?"
 
@@ -52,7 +53,10 @@ async def raw_request(proxy: Proxy, head: bytes, body: bytes = b"") -> tuple[int
 
 # ---- 2: every way of presenting a key is a tenant ---------------------------------------------------------
 
-async def test_keys_in_any_header_isolate_tenants(http: aiohttp.ClientSession, proxy: Proxy, stub: Stub) -> None:
+async def test_keys_in_any_header_isolate_tenants(http: aiohttp.ClientSession, proxy: Proxy, stub: Stub,
+                                                  tally: Tally) -> None:
+    """2. Keys sent as api-key, x-api-key or lower-case bearer: one tenant each."""
+    tally.inputs += 12
     questions = {"api-key": QUESTION, "x-api-key": "What is the capital of Peru?",
                  "lower-bearer": "Summarize the plot of Macbeth in one sentence."}
     for n, (style, question) in enumerate(questions.items()):
@@ -71,7 +75,9 @@ async def test_keys_in_any_header_isolate_tenants(http: aiohttp.ClientSession, p
 
 
 async def test_admin_invalidates_a_tenant_that_sent_its_key_as_api_key(http: aiohttp.ClientSession,
-                                                                       proxy: Proxy) -> None:
+                                                                       proxy: Proxy, tally: Tally) -> None:
+    """2. Admin invalidation by api_key reaches a tenant that sent api-key."""
+    tally.inputs += 5
     await ask(http, proxy, chat(QUESTION), {"api-key": "sk-azure"})
     await ask(http, proxy, chat(QUESTION), {"api-key": "sk-other"})
     status, result, _ = await ask(http, proxy, {"api_key": "sk-azure"}, {"x-admin-key": "admin-secret"},
@@ -84,7 +90,9 @@ async def test_admin_invalidates_a_tenant_that_sent_its_key_as_api_key(http: aio
 # ---- 3: nothing that grows with the question runs on the event loop, and the work is bounded ----------------
 
 async def test_huge_question_is_answered_exact_tier_only(http: aiohttp.ClientSession, proxy: Proxy,
-                                                         stub: Stub) -> None:
+                                                         stub: Stub, tally: Tally) -> None:
+    """3. A 2.6 MB question: answered, exact tier only, and says so."""
+    tally.inputs += 4
     huge = "Tell me about the history of the printing press and its effects on Europe. " * 35_000  # 2.6 MB
     assert len(huge) > 2_500_000
     for expected in ("miss", "hit"):
@@ -102,7 +110,8 @@ async def test_huge_question_is_answered_exact_tier_only(http: aiohttp.ClientSes
 
 
 async def test_healthz_answers_while_a_huge_question_is_processed(http: aiohttp.ClientSession,
-                                                                  proxy: Proxy) -> None:
+                                                                  proxy: Proxy, tally: Tally) -> None:
+    """3. /healthz answers while a 3.5 MB question is processed."""
     huge = ("word " * 700_000).strip()  # 3.5 MB in one message
     pending = asyncio.create_task(ask(http, proxy, chat(huge, max_tokens=16)))
     answered = 0
@@ -111,6 +120,7 @@ async def test_healthz_answers_while_a_huge_question_is_processed(http: aiohttp.
             assert response.status == 200
         answered += 1
         await asyncio.sleep(0.005)
+    tally.inputs += answered + 1
     status, _, headers = await pending
     assert status == 200 and headers["x-cachesvc-semantic"] == "skipped:query_too_long"
 
@@ -131,7 +141,10 @@ async def test_classification_runs_off_the_event_loop() -> None:
 
 # ---- 6: deep nesting is refused, not recursed into ---------------------------------------------------------
 
-async def test_deeply_nested_bodies_get_400(http: aiohttp.ClientSession, proxy: Proxy, stub: Stub) -> None:
+async def test_deeply_nested_bodies_get_400(http: aiohttp.ClientSession, proxy: Proxy, stub: Stub,
+                                            tally: Tally) -> None:
+    """6. Bodies nested 65, 2,000 and 100,000 deep: 400 on chat, completions, admin."""
+    tally.inputs += 9
     for depth in (65, 2_000, 100_000):
         nested = "[" * depth + "]" * depth
         raw = f'{{"model": "stub-model", "messages": [{{"role": "user", "content": "hi"}}], "tools": {nested}}}'
@@ -144,7 +157,9 @@ async def test_deeply_nested_bodies_get_400(http: aiohttp.ClientSession, proxy: 
     assert stub.stats.completions == 0
 
 
-async def test_nesting_within_the_bound_is_accepted(http: aiohttp.ClientSession, proxy: Proxy) -> None:
+async def test_nesting_within_the_bound_is_accepted(http: aiohttp.ClientSession, proxy: Proxy, tally: Tally) -> None:
+    """6. A tool schema nested 20 deep is still accepted."""
+    tally.inputs += 1
     schema: dict[str, Any] = {"type": "string"}
     for _ in range(20):
         schema = {"type": "object", "properties": {"x": schema}}
@@ -164,7 +179,9 @@ BAD_HEADERS = [
 ]
 
 
-async def test_header_bytes_that_are_not_utf8_get_4xx(proxy: Proxy, stub: Stub) -> None:
+async def test_header_bytes_that_are_not_utf8_get_4xx(proxy: Proxy, stub: Stub, tally: Tally) -> None:
+    """7. Header values that are not UTF-8: 400/401, never 5xx."""
+    tally.inputs += len(BAD_HEADERS)
     body = json.dumps(chat(QUESTION)).encode()
     for path, header in BAD_HEADERS:
         method = b"POST" if path.startswith("/v1/chat") else b"GET"
@@ -177,7 +194,9 @@ async def test_header_bytes_that_are_not_utf8_get_4xx(proxy: Proxy, stub: Stub) 
 
 # ---- 10: names are checked whole --------------------------------------------------------------------------
 
-async def test_names_with_a_trailing_newline_get_400(http: aiohttp.ClientSession, proxy: Proxy) -> None:
+async def test_names_with_a_trailing_newline_get_400(http: aiohttp.ClientSession, proxy: Proxy, tally: Tally) -> None:
+    """10. Names with a newline or outside the character set: 400."""
+    tally.inputs += 4
     for option in ({"namespace": "abc\n"}, {"category": "code\n"}, {"namespace": "abc\nx"}, {"namespace": "é"}):
         status, body, _ = await ask(http, proxy, chat(QUESTION, cachesvc=option))
         assert status == 400 and body["error"]["param"].startswith("x-cachesvc-"), option
@@ -185,7 +204,9 @@ async def test_names_with_a_trailing_newline_get_400(http: aiohttp.ClientSession
 
 # ---- 11: 0 and 1 are numbers like any other ------------------------------------------------------------------
 
-async def test_zero_and_one_are_not_look_alikes(http: aiohttp.ClientSession, proxy: Proxy) -> None:
+async def test_zero_and_one_are_not_look_alikes(http: aiohttp.ClientSession, proxy: Proxy, tally: Tally) -> None:
+    """11. 0 and 1 are numbers like any other."""
+    tally.inputs += 4
     pairs = (("What is 1 plus 1?", "What is 0 plus 0?"), ("Is 1 a prime number?", "Is 0 a prime number?"))
     for n, (first, second) in enumerate(pairs):
         namespace = {"x-cachesvc-namespace": f"pair{n}"}  # each pair alone, as the row's probes were
