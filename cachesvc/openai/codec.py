@@ -16,9 +16,21 @@ JSONEncodeError = orjson.JSONEncodeError  # a TypeError
 MAX_DEPTH = 64  # nesting a request body may have; orjson itself stops at 1024
 
 
+class TooDeep(JSONDecodeError):
+    """A document that nests arrays and objects deeper than ``MAX_DEPTH``."""
+
+
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """Parse one JSON document."""
-    return orjson.loads(data)
+    """Parse one JSON document; ``TooDeep`` (a ``JSONDecodeError``) past ``MAX_DEPTH`` levels of nesting."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):  # orjson's own bound (1024)
+            raise TooDeep(f"nested deeper than {MAX_DEPTH} levels", exc.doc, exc.pos) from None
+        raise
+    if depth(value) > MAX_DEPTH:
+        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels", "", 0)
+    return value
 
 
 def depth(value: Any, limit: int = MAX_DEPTH) -> int:

@@ -38,13 +38,12 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     except web.HTTPRequestEntityTooLarge:
         raise RequestError(413, f"Request body is larger than {max_bytes} bytes.", code="request_too_large") from None
     try:
-        body = codec.loads(raw)
+        return codec.loads(raw)
+    except codec.TooDeep:
+        raise RequestError(400, f"The request body nests arrays and objects deeper than {codec.MAX_DEPTH} levels.",
+                           code="too_deeply_nested") from None
     except codec.JSONDecodeError as exc:
         raise RequestError(400, f"The request body is not valid JSON: {exc}.") from None
-    if codec.depth(body) > codec.MAX_DEPTH:
-        raise RequestError(400, f"The request body nests arrays and objects deeper than {codec.MAX_DEPTH} levels.",
-                           code="too_deeply_nested")
-    return body
 
 
 async def open_event_stream(request: web.Request, headers: Mapping[str, str] | None = None) -> web.StreamResponse:

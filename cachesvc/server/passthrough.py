@@ -45,9 +45,13 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     body = await request.read() if request.can_read_body else None
     if body and request.content_type == "application/json":
         try:
-            model = codec.loads(body).get("model")
-        except (ValueError, AttributeError):
-            model = None
+            parsed = codec.loads(body)
+        except codec.TooDeep:
+            return error_response(400, f"The request body nests arrays and objects deeper than {codec.MAX_DEPTH} "
+                                       "levels.", code="too_deeply_nested")
+        except codec.JSONDecodeError:
+            parsed = None  # not JSON after all: forwarded untouched, the upstream judges it
+        model = parsed.get("model") if isinstance(parsed, dict) else None
         if isinstance(model, str):
             upstream = upstreams.for_model(model)
     async with upstream.request(request.method, tail, data=body, client_headers=request.headers,
