@@ -39,7 +39,9 @@ class CacheControls:
 
 def parse_controls(headers: Mapping[str, str], body: Mapping[str, Any], categories: Mapping[str, Any]) -> CacheControls:
     """Read the controls; a malformed one is a 400 naming it, never silently ignored."""
-    options = body.get("cachesvc") or {}
+    options = body.get("cachesvc")
+    if options is None:
+        options = {}
     if not isinstance(options, dict):
         raise RequestError(400, "'cachesvc' must be an object.", param="cachesvc")
     unknown = set(options) - {"no_cache", "no_store", "max_age", "ttl", "namespace", "category", "sampled"}

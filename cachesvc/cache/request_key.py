@@ -43,9 +43,12 @@ class CacheRequest:
         return _sha(f"{tenant}\x1f{namespace}\x1f{self.endpoint}\x1f{self.fingerprint}")
 
     def exact_key(self, partition: str) -> str:
-        """Key of the exact tier: the partition plus the whitespace-normalized query (or whole body)."""
-        text = self.query if self.query is not None else codec.canonical(self.body).decode()
-        return _sha(f"{partition}\x1f{normalize_whitespace(text)}")
+        """Key of the exact tier: the partition plus the whitespace-normalized query. Without a query the
+        fingerprint already holds the whole conversation or prompt, so the partition alone is the key (and fields
+        that do not shape the answer, ``stream`` among them, leave it alone here too)."""
+        if self.query is None:
+            return _sha(f"{partition}\x1e")  # never a query's key: those have \x1f at the same place
+        return _sha(f"{partition}\x1f{normalize_whitespace(self.query)}")
 
 
 def normalize_whitespace(text: str) -> str:
@@ -67,10 +70,16 @@ def parse_request(endpoint: Endpoint, body: Any) -> CacheRequest:
         raise RequestError(400, "'stream_options' must be an object.", param="stream_options")
     _check_params(body)
 
-    query, shaping = _split_chat(body) if endpoint == "chat" else _split_completion(body)
-    for key, value in body.items():
-        if key not in _NOT_ANSWER_SHAPING and key not in ("messages", "prompt"):
-            shaping[key] = value
+    query, split = _split_chat(body) if endpoint == "chat" else _split_completion(body)
+    split_field = "messages" if endpoint == "chat" else "prompt"
+    fields = {k: v for k, v in body.items() if k not in _NOT_ANSWER_SHAPING and k != split_field}
+    try:
+        # Two parts, so that no body field can pose as a part of the split (a top-level "last_user_extra").
+        fingerprint = hashlib.sha256(codec.canonical({"fields": fields, "split": split})).hexdigest()
+        codec.dumps({k: body[k] for k in body.keys() & _NOT_ANSWER_SHAPING if k != "cachesvc"})  # forwarded too
+    except codec.JSONEncodeError:  # nested deeper than orjson writes (it reads deeper than that)
+        raise RequestError(400, "The request body nests arrays and objects too deeply.",
+                           code="too_deeply_nested") from None
     forwarded = {k: v for k, v in body.items() if k != "cachesvc"}
     tools = body.get("tools") or body.get("functions")
     return CacheRequest(
@@ -81,7 +90,7 @@ def parse_request(endpoint: Endpoint, body: Any) -> CacheRequest:
         include_usage=bool(stream_options and stream_options.get("include_usage")),
         temperature=body.get("temperature"),
         query=query,
-        fingerprint=hashlib.sha256(codec.canonical(shaping)).hexdigest(),
+        fingerprint=fingerprint,
         has_tools=bool(tools),
     )
 
@@ -124,7 +133,7 @@ def _split_chat(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         if not isinstance(message, dict):
             raise RequestError(400, f"messages[{i}] must be an object.", param=f"messages[{i}]")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:  # (an array or object is unhashable: a TypeError)
             raise RequestError(400, f"messages[{i}].role must be one of {sorted(_ROLES)}.", param=f"messages[{i}].role")
         content = message.get("content")
         if content is None and role not in ("assistant", "function"):
@@ -132,6 +141,8 @@ def _split_chat(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         if content is not None and not isinstance(content, (str, list)):
             raise RequestError(400, f"messages[{i}].content must be a string or an array of parts.",
                                param=f"messages[{i}].content")
+        if isinstance(content, list):
+            _check_parts(content, i)
     last = messages[-1]
     parts = text_parts(last.get("content")) if last.get("role") == "user" else None
     query = "\n".join(parts) if parts else None
@@ -139,6 +150,16 @@ def _split_chat(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         # Not a plain user question (tool result, image, assistant prefill): exact tier only.
         return None, {"messages": messages}
     return query, {"messages": messages[:-1], "last_user_extra": {k: v for k, v in last.items() if k != "content"}}
+
+
+def _check_parts(parts: list[Any], i: int) -> None:
+    """Each part of a message's content is an object naming its type; a text part's text is a string."""
+    for k, part in enumerate(parts):
+        where = f"messages[{i}].content[{k}]"
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise RequestError(400, f"{where} must be an object with a string 'type'.", param=where)
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise RequestError(400, f"{where}.text must be a string.", param=f"{where}.text")
 
 
 def _split_completion(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -152,4 +173,6 @@ def _split_completion(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]
 
 
 def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # surrogatepass: a tenant may come from a header, which aiohttp decodes with surrogateescape; valid text
+    # encodes as plain UTF-8.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,14 +1,15 @@
 """Offline text corpora for three distinct domains, read from files every cachesvc install has on disk.
 
 They exist to train and evaluate small LoRA adapters without a network: Python standard-library sources (code),
-licence texts shipped with installed packages and the OS (legal), and the Python reference's help topics (docs).
+licence texts shipped with cachesvc's requirements and the OS (legal), and the Python reference's help topics (docs).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
-import site
+import re
 import sysconfig
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -77,19 +78,37 @@ def _code_texts() -> list[str]:
 
 
 def _licence_files() -> list[Path]:
-    roots = [Path(p) for p in [*site.getsitepackages(), site.getusersitepackages()] if Path(p).is_dir()]
+    """The OS's common licences and those shipped by the distributions cachesvc itself requires: a corpus that does
+    not change with whatever else happens to be installed (test tools, other projects)."""
     files: set[Path] = set()
-    for root in roots:
-        for pattern in ("*.dist-info/LICEN[CS]E*", "*.dist-info/COPYING*", "*.dist-info/licenses/**/*"):
-            files.update(root.glob(pattern))
+    for dist in _required_distributions():
+        for name in dist.files or ():
+            parts = name.parts
+            if parts and parts[0].endswith(".dist-info") and (
+                    parts[-1].upper().startswith(("LICENSE", "LICENCE", "COPYING")) or "licenses" in parts[1:-1]):
+                files.add(Path(str(dist.locate_file(name))))
     common = Path("/usr/share/common-licenses")
     if common.is_dir():
         files.update(common.iterdir())
     return sorted(path for path in files if path.is_file())
 
 
+def _required_distributions() -> list[importlib.metadata.Distribution]:
+    """cachesvc's own runtime requirements (no extras) that are installed."""
+    found = []
+    for requirement in importlib.metadata.requires("cachesvc") or ():
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[\s;<>=!~\[]", requirement, maxsplit=1)[0]
+        try:
+            found.append(importlib.metadata.distribution(name))
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 def _legal_texts() -> list[str]:
-    """Licence texts: ``LICENSE*``/``COPYING*`` of installed distributions and ``/usr/share/common-licenses``."""
+    """Licence texts: those of cachesvc's requirements and ``/usr/share/common-licenses``."""
     return [text for text in map(_read, _licence_files()) if text]
 
 

@@ -9,6 +9,7 @@ from cachesvc.openai.protocol import ENDPOINT_PATHS
 from cachesvc.server import admin
 from cachesvc.server.health import healthz, metrics
 from cachesvc.server.models import list_models
+from cachesvc.server.openapi import openapi_json
 from cachesvc.server.passthrough import passthrough
 from cachesvc.server.services import SERVICES
 
@@ -27,4 +28,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi_json)
     admin.add_routes(app)

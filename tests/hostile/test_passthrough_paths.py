@@ -25,6 +25,7 @@ from cachesvc.upstreams.stub import STUB_STATS, create_stub_app
 from cachesvc.upstreams.upstream import MAX_PATH_BYTES, Upstream
 from tests.conftest import Proxy, Stub, proxy_config, start_proxy
 
+CASE = "1. Pass-through paths that could leave the upstream's base path (traversal, encodings, methods)"
 PROXY_KEY = "sk-proxy-upstream-secret"
 CLIENT_KEY = "sk-client"
 
