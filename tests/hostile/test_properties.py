@@ -31,7 +31,7 @@ from cachesvc.server.tenants import ANONYMOUS, tenant_of
 from tests.conftest import Proxy
 from tests.hostile.conftest import Tally
 
-CASE = "Any JSON value in any field, any header value: an answer or a 4xx (properties: parser, keys, tenants)"
+CASE = "12. Any JSON value in any field, any header value: an answer or a 4xx (properties: parser, keys, tenants)"
 
 # ---------------------------------------------------------------------------------------------------- strategies
 

@@ -32,7 +32,7 @@ from cachesvc.server.openapi import build_openapi
 from tests.conftest import Proxy, Stub, proxy_config, start_proxy, start_stub
 from tests.hostile.conftest import Tally
 
-CASE = "Every endpoint of /openapi.json under schemathesis: no 5xx, responses as documented"
+CASE = "13. Every endpoint of /openapi.json under schemathesis: no 5xx, responses as documented"
 
 ADMIN_KEY = "admin-secret"  # what tests.conftest.proxy_config sets
 # Per operation and generation mode: the whole file takes about 15 s on 2 cores. CACHESVC_SCHEMATHESIS_EXAMPLES=500
