@@ -28,9 +28,18 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
         if str(exc).startswith("depth limit exceeded"):  # orjson's own bound (1024)
             raise TooDeep(f"nested deeper than {MAX_DEPTH} levels", exc.doc, exc.pos) from None
         raise
-    if depth(value) > MAX_DEPTH:
+    if _brackets(data) > MAX_DEPTH and depth(value) > MAX_DEPTH:  # fewer brackets cannot nest deeper: no walk
         raise TooDeep(f"nested deeper than {MAX_DEPTH} levels", "", 0)
     return value
+
+
+def _brackets(data: bytes | bytearray | memoryview | str) -> int:
+    """Opening brackets in the text, strings included (counted in C): a bound on how deeply it can nest."""
+    if isinstance(data, memoryview):
+        data = bytes(data)
+    if isinstance(data, str):
+        return data.count("{") + data.count("[")
+    return data.count(b"{") + data.count(b"[")
 
 
 def depth(value: Any, limit: int = MAX_DEPTH) -> int:

@@ -8,30 +8,62 @@ from typing import Any
 from cachesvc.openai import codec
 
 DONE = b"[DONE]"
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # an event longer than this is not a completion chunk; the parser stops
 
 
 class SSEParser:
-    """Incremental parser: feed it bytes as they arrive, get back the ``data`` payload of each whole event."""
+    """Incremental parser: feed it bytes as they arrive, get back the ``data`` payload of each whole event.
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    Lines may end in CRLF, LF or a lone CR, also when a CRLF is split between two feeds. The work is linear in the
+    bytes fed: the buffer holds only the unfinished event, is compacted once per feed, and each byte is scanned for
+    an event's end about once. An unfinished event past ``max_event_bytes`` sets ``overflow``; the parser then
+    drops what it holds and ignores everything fed after.
+    """
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._buffer = bytearray()
+        self._held_cr = False  # the last feed ended in CR: the next may start with its LF
+        self._max_event_bytes = max_event_bytes
+        self.overflow = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        self._buffer += chunk.replace(b"\r\n", b"\n")
+        if self.overflow:
+            return []
+        if self._held_cr:
+            chunk, self._held_cr = b"\r" + chunk, False
+        if chunk.endswith(b"\r"):
+            chunk, self._held_cr = chunk[:-1], True
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buffer = self._buffer
+        scan = max(0, len(buffer) - 1)  # what was buffered holds no event's end; one LF of it may start one
+        buffer += chunk
         events: list[bytes] = []
-        while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                return events
-            raw, self._buffer = self._buffer[:end], self._buffer[end + 2:]
-            data = [line[5:].removeprefix(b" ") for line in raw.split(b"\n") if line.startswith(b"data:")]
-            if data:
-                events.append(b"\n".join(data))
+        start = 0
+        while (end := buffer.find(b"\n\n", scan)) >= 0:
+            data = _data_of(bytes(buffer[start:end]))
+            if data is not None:
+                events.append(data)
+            start = scan = end + 2
+        if start:
+            del buffer[:start]
+        if len(buffer) > self._max_event_bytes:
+            self.overflow = True
+            buffer.clear()
+        return events
 
     @property
     def pending(self) -> bool:
         """True when bytes of an unfinished event are buffered."""
         return bool(self._buffer.strip())
+
+
+def _data_of(event: bytes) -> bytes | None:
+    """The event's ``data`` lines joined with LF (None: it has none, as a comment or a bare ``event:``)."""
+    if event.startswith(b"data: ") and b"\n" not in event:  # what every completion server sends
+        return event[6:]
+    data = [line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(data) if data else None
 
 
 def encode_event(payload: dict[str, Any] | bytes) -> bytes:

@@ -1,13 +1,25 @@
 """Forward a completion request upstream and relay the answer as it arrives, streamed or not.
 
 A complete, successful answer is handed to ``remember`` (which may store it) before a stream's ``[DONE]`` goes
-out, so the client's next request already hits. Upstream errors pass through with their status; a broken-off
-stream ends in an OpenAI-style error event.
+out, so the client's next request already hits. Upstream errors pass through with their status. A JSON answer
+that is not a well-formed completion is a 502 ``upstream_bad_response``; a stream that breaks off, ends without
+``[DONE]``, is not SSE or carries a malformed chunk ends in an OpenAI-style error event instead of ``[DONE]``
+(so a client's SDK raises) and is never stored. A client that leaves mid-answer (a reset, a closed socket, a
+cancelled handler) stops the upstream and is counted as ``client_aborted``. Each stream that is not stored
+counts one write-skipped reason.
+
+Every answer forwarded from an upstream (a miss or a bypass, streamed or not, an upstream's error included)
+carries ``x-cachesvc-upstream-ms``: the milliseconds from sending the request upstream until the upstream's
+response headers arrived. For a stream that is the time to its headers, before any of its body; the stream
+itself may run much longer. Answers served from the cache do not carry it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -16,7 +28,7 @@ from cachesvc.metrics import Metrics
 from cachesvc.openai import codec
 from cachesvc.openai.answer import Answer
 from cachesvc.openai.errors import RequestError, error_body
-from cachesvc.openai.http import json_response, open_event_stream
+from cachesvc.openai.http import json_response, open_event_stream, request_error_response
 from cachesvc.openai.protocol import ENDPOINT_PATHS
 from cachesvc.openai.sse import SSEParser, encode_event
 from cachesvc.openai.stream_accumulator import StreamAccumulator, is_usage_only
@@ -25,6 +37,18 @@ from cachesvc.server.request_context import RequestContext
 Remember = Callable[[Answer], Awaitable[Answer | None]]
 """Store a fresh answer if it may be; returns it when identical waiters may share it."""
 
+UPSTREAM_MS_HEADER = "x-cachesvc-upstream-ms"
+
+# What reading an upstream's body can raise when the upstream breaks off: a cut or reset connection, a chunked
+# body that ends mid-chunk, silence past the read timeout.
+UPSTREAM_BROKE_OFF = (aiohttp.ClientError, ConnectionError, TimeoutError)
+# What writing to the client can raise once it has gone: ConnectionError covers the plain one aiohttp's drain
+# raises, ConnectionResetError, BrokenPipeError and aiohttp's ClientConnectionResetError ("Cannot write to closing
+# transport"); a server run with handler cancellation (aiohttp's test server) cancels the handler instead.
+CLIENT_GONE = (ConnectionError, asyncio.CancelledError)
+_DRAIN_AFTER_DONE_BYTES = 64 * 1024  # read past [DONE] to the body's end (so the connection is reused), no further
+_DRAIN_AFTER_DONE_S = 1.0
+
 
 class UpstreamRelay:
     def __init__(self, metrics: Metrics) -> None:
@@ -32,73 +56,145 @@ class UpstreamRelay:
 
     async def forward(self, ctx: RequestContext, headers: dict[str, str],
                       remember: Remember) -> tuple[web.StreamResponse, Answer | None]:
-        """The response for the client and the answer that may be shared (None: nothing shareable)."""
+        """The response for the client and the answer that may be shared (None: nothing shareable). ``headers``
+        go on the response, with ``x-cachesvc-upstream-ms`` (the time to the upstream's response headers; for a
+        stream, before its body) once the upstream answered."""
         req, upstream = ctx.req, ctx.upstream
         body = req.body
         hide_usage = req.stream and upstream.config.stream_usage and not req.include_usage
         if hide_usage:
             body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
-        try:
-            async with upstream.request("POST", ENDPOINT_PATHS[req.endpoint], data=codec.dumps(body),
-                                        client_headers=ctx.http.headers) as upstream_response:
+        sent = time.perf_counter()
+        async with upstream.request("POST", ENDPOINT_PATHS[req.endpoint], data=codec.dumps(body),
+                                    client_headers=ctx.http.headers) as upstream_response:
+            headers = {**headers, UPSTREAM_MS_HEADER: f"{(time.perf_counter() - sent) * 1000:.1f}"}
+            try:
                 if upstream_response.status != 200:
                     return await _relay_error(upstream_response, headers), None
                 if req.stream and upstream_response.content_type == "text/event-stream":
                     return await self._relay_stream(ctx, upstream_response, headers, remember, hide_usage)
                 raw = await upstream_response.read()
-                try:
-                    answer = Answer.from_response(req.endpoint, codec.loads(raw))
-                except ValueError:
-                    raise RequestError(502, f"Upstream {upstream.name!r} sent a malformed completion.",
-                                       code="upstream_bad_response") from None
-                shared = await remember(answer)
-                if req.stream:  # asked for a stream, got JSON (some servers ignore `stream`): replay it as SSE
-                    return await write_answer(ctx, answer, headers), shared
-                response = web.Response(body=raw, status=200, headers={**headers, "Content-Type": "application/json"})
-                return response, shared
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
-            raise RequestError(502, f"Upstream {upstream.name!r} broke off its answer.",
-                               code="upstream_disconnected") from None
+            except UPSTREAM_BROKE_OFF:
+                error = RequestError(502, f"Upstream {upstream.name!r} broke off its answer.",
+                                     code="upstream_disconnected")
+                return request_error_response(error, headers), None
+            try:
+                answer = Answer.from_response(req.endpoint, codec.loads(raw))
+            except ValueError as exc:
+                self._metrics.record_write_skipped("upstream_bad_response")
+                error = RequestError(502, f"Upstream {upstream.name!r} sent a malformed completion: {exc}.",
+                                     code="upstream_bad_response")
+                return request_error_response(error, headers), None
+            shared = await remember(answer)
+            if req.stream:  # asked for a stream, got JSON (some servers ignore `stream`): replay it as SSE
+                return await write_answer(ctx, answer, headers), shared
+            response = web.Response(body=raw, status=200, headers={**headers, "Content-Type": "application/json"})
+            return response, shared
 
     async def _relay_stream(self, ctx: RequestContext, upstream_response: aiohttp.ClientResponse,
                             headers: dict[str, str], remember: Remember,
                             hide_usage: bool) -> tuple[web.StreamResponse, Answer | None]:
-        """Relay events as they arrive; the usage chunk we asked for on the client's behalf is kept back."""
-        response = await open_event_stream(ctx.http, headers)
+        """Relay events as they arrive; the usage chunk we asked for on the client's behalf is kept back. Ends in
+        ``[DONE]`` only after a clean stream, else in an error event; nothing the upstream sends after either is
+        relayed."""
+        response = web.StreamResponse()
         parser, accumulator = SSEParser(), StreamAccumulator(ctx.req.endpoint)
+        content = upstream_response.content
         shared: Answer | None = None
-        stored = False
+        counted = False  # one write-skipped reason per stream: remember's own, a failure's, or the client's abort
+        received = events = 0
+        failure: tuple[str, dict[str, Any]] | None = None  # (write-skipped reason, the error event to send)
         try:
-            async for chunk in upstream_response.content.iter_any():
+            response = await open_event_stream(ctx.http, headers)
+            while True:
+                try:
+                    chunk = await content.readany()
+                except UPSTREAM_BROKE_OFF:
+                    failure = ("upstream_broke_off",
+                               error_body(502, "Upstream broke off the stream.", code="upstream_disconnected"))
+                    break
+                if not chunk:
+                    failure = _ended_early(parser, received, events)
+                    break
+                received += len(chunk)
                 out = []
                 for event in parser.feed(chunk):
+                    events += 1
                     parsed = accumulator.feed(event)
-                    if accumulator.done and not stored and accumulator.complete:
-                        stored = True  # store before `[DONE]` goes out
-                        shared = await remember(accumulator.answer())
+                    if accumulator.problem is not None:
+                        failure = _broken(accumulator)
+                        break
+                    if accumulator.done:
+                        if accumulator.complete:
+                            counted = True  # remember counts its own reason when it does not store
+                            shared = await remember(accumulator.answer())  # stored before `[DONE]` goes out
+                        out.append(encode_event(event))
+                        break
                     if not (hide_usage and is_usage_only(parsed)):
                         out.append(encode_event(event))
+                if failure is None and parser.overflow:
+                    failure = ("upstream_bad_response", error_body(
+                        502, "Upstream sent an event longer than the proxy accepts.", code="upstream_bad_response"))
                 if out:
                     await response.write(b"".join(out))
-        except ConnectionResetError:
-            upstream_response.close()  # the client left: stop the upstream generating for nobody
-            self._metrics.record_write_skipped("client_aborted")
-            return response, None
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
-            self._metrics.record_write_skipped("upstream_broke_off")
-            error = error_body(502, "Upstream broke off the stream.", code="upstream_disconnected")
-            try:
+                if failure is not None or accumulator.done:
+                    break
+            if failure is not None:
+                upstream_response.close()  # nothing more of it is wanted, and its connection is not to be reused
+                reason, error = failure
+                self._metrics.record_write_skipped(reason)
+                counted = True
                 await response.write(encode_event(error))
-            except ConnectionResetError:
-                pass
-            return response, None
-        if not accumulator.complete:
-            self._metrics.record_write_skipped("incomplete_stream")
-        try:
+            elif not accumulator.complete:  # [DONE] after no choices at all
+                self._metrics.record_write_skipped("incomplete_stream")
+                counted = True
             await response.write_eof()
-        except ConnectionResetError:
-            pass
+        except CLIENT_GONE as exc:
+            upstream_response.close()  # the client left: stop the upstream generating for nobody
+            if not counted:
+                self._metrics.record_write_skipped("client_aborted")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return response, None
+        if failure is None:
+            await _drain(upstream_response)
         return response, shared
+
+
+def _ended_early(parser: SSEParser, received: int, events: int) -> tuple[str, dict[str, Any]]:
+    """The failure of a body that ended (cleanly) before ``[DONE]``."""
+    if received and not events and not parser.overflow:
+        return "upstream_bad_response", error_body(
+            502, "Upstream's stream carried no events: it is not server-sent events, or ended before its first.",
+            code="upstream_bad_response")
+    return "incomplete_stream", error_body(502, "Upstream ended the stream before data: [DONE].",
+                                           code="upstream_disconnected")
+
+
+def _broken(accumulator: StreamAccumulator) -> tuple[str, dict[str, Any]]:
+    """The failure of a stream whose last event broke it: the upstream's own error event, or a malformed one."""
+    sent = accumulator.upstream_error
+    if sent is not None:
+        error = sent.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return "upstream_error", sent  # already what an SDK reads: pass on the upstream's own words
+        return "upstream_error", error_body(502, f"Upstream sent an error: {str(error)[:500]}", code="upstream_error")
+    return "upstream_bad_response", error_body(502, f"Upstream sent a malformed stream: {accumulator.problem}.",
+                                               code="upstream_bad_response")
+
+
+async def _drain(upstream_response: aiohttp.ClientResponse) -> None:
+    """Read what follows ``[DONE]`` to the body's end, so the upstream connection can be reused; a little, briefly:
+    an upstream that keeps talking after ``[DONE]`` loses its connection instead."""
+    content, seen = upstream_response.content, 0
+    try:
+        async with asyncio.timeout(_DRAIN_AFTER_DONE_S):
+            while not content.at_eof() and seen <= _DRAIN_AFTER_DONE_BYTES:
+                seen += len(await content.readany())
+    except (*UPSTREAM_BROKE_OFF, TimeoutError):
+        pass
+    if not content.at_eof():
+        upstream_response.close()
 
 
 async def write_answer(ctx: RequestContext, answer: Answer, headers: dict[str, str]) -> web.StreamResponse:
@@ -111,7 +207,7 @@ async def write_answer(ctx: RequestContext, answer: Answer, headers: dict[str, s
         for event in answer.render_stream(req.include_usage):
             await response.write(event)
         await response.write_eof()
-    except ConnectionResetError:
+    except ConnectionError:
         pass  # the client left; nothing to clean up for a replay
     return response
 

@@ -3,7 +3,9 @@
 It speaks what vLLM and OpenAI send (JSON bodies, SSE chunks ending in `data: [DONE]`, OpenAI error bodies) and
 answers deterministically from the prompt, so a test can tell which question an answer belongs to. Request
 headers steer it: `x-stub-fail: STATUS`, `x-stub-latency-ms: N`, `x-stub-finish: length`, `x-stub-break: N`
-(stream breaks off after N chunks), `x-stub-tool-call: NAME`. It counts what reached it.
+(stream breaks off after N chunks), `x-stub-tool-call: NAME`, `x-stub-answer-bytes: N` (the answer is N bytes of
+text, its canned answer repeated) and `x-stub-piece-chars: K` (a stream carries 1, 2, ..., K, 1, ... characters of
+content per chunk, like a token stream; the default cuts on words, about 12 characters). It counts what reached it.
 """
 
 from __future__ import annotations
@@ -36,9 +38,23 @@ class StubStats:
 STUB_STATS = web.AppKey("stub_stats", StubStats)
 
 
-def answer_text(prompt: str) -> str:
-    """The stand-in's answer: tied to the exact prompt, so a wrong cache hit is visible."""
-    return f"Stub answer to: {prompt.strip()} [{uuid.uuid5(uuid.NAMESPACE_URL, prompt).hex[:8]}]"
+def answer_text(prompt: str, size: int = 0) -> str:
+    """The stand-in's answer: tied to the exact prompt, so a wrong cache hit is visible; with ``size``, that answer
+    repeated (space-separated) and cut to ``size`` characters (ASCII prompts: bytes)."""
+    text = f"Stub answer to: {prompt.strip()} [{uuid.uuid5(uuid.NAMESPACE_URL, prompt).hex[:8]}]"
+    if size <= 0:
+        return text
+    return ((text + " ") * (size // (len(text) + 1) + 1))[:size]
+
+
+def tiny_pieces(text: str, max_chars: int) -> list[str]:
+    """Cut text into pieces of 1, 2, ..., ``max_chars``, 1, ... characters, as a tokenizer's stream would."""
+    pieces, start, k = [], 0, 0
+    while start < len(text):
+        end = start + k % max_chars + 1
+        pieces.append(text[start:end])
+        start, k = end, k + 1
+    return pieces
 
 
 def create_stub_app(
@@ -46,7 +62,7 @@ def create_stub_app(
     chunk_delay_ms: float = 0.0,
 ) -> web.Application:
     """`max_concurrency` > 0 makes it answer 429 past that many requests in flight, as an overloaded server does."""
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)  # a stand-in refuses nothing a real server takes
     stats = StubStats()
     app[STUB_STATS] = stats
 
@@ -84,7 +100,8 @@ def create_stub_app(
 
     async def _respond(request: web.Request, body: dict[str, Any], chat: bool) -> web.StreamResponse:
         prompt = _prompt_of(body, chat)
-        text = answer_text(prompt)
+        text = answer_text(prompt, int(request.headers.get("x-stub-answer-bytes", "0")))
+        piece_chars = int(request.headers.get("x-stub-piece-chars", "0"))
         if body.get("max_tokens") is not None:
             text = " ".join(text.split()[: int(body["max_tokens"])])
         finish = request.headers.get("x-stub-finish", "stop")
@@ -102,6 +119,9 @@ def create_stub_app(
                 choice["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
             return json_response(out.body([choice], usage))
 
+        def pieces(text: str) -> list[str]:
+            return tiny_pieces(text, piece_chars) if piece_chars > 0 else list(split_text(text, 12))
+
         response = await open_event_stream(request)
         events: list[dict[str, Any]] = []
         if chat:
@@ -113,10 +133,10 @@ def create_stub_app(
                     events.append(out.chunk(out.delta(0, {"tool_calls": [
                         {"index": 0, "function": {"arguments": piece}}]})))
             else:
-                events.extend(out.chunk(out.piece(0, piece)) for piece in split_text(text, 12))
+                events.extend(out.chunk(out.piece(0, piece)) for piece in pieces(text))
             events.append(out.chunk(out.delta(0, {}, finish)))
         else:
-            events.extend(out.chunk(out.piece(0, piece)) for piece in split_text(text, 12))
+            events.extend(out.chunk(out.piece(0, piece)) for piece in pieces(text))
             events.append(out.chunk(out.piece(0, "", finish)))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(out.usage_chunk(usage))
@@ -161,5 +181,5 @@ def _prompt_of(body: dict[str, Any], chat: bool) -> str:
         return prompt if isinstance(prompt, str) else codec.dumps(prompt).decode()
     content = body["messages"][-1].get("content") if body["messages"] else ""
     if isinstance(content, list):
-        content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return str(content or "")

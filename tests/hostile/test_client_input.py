@@ -15,6 +15,7 @@ import pytest
 from cachesvc.cache.categorizer import Categorizer
 from tests.conftest import Proxy, Stub
 from tests.hostile.conftest import Tally
+from tests.server.test_bad_input import post
 
 QUESTION = "How do I read a file line by line in Python?"
 
@@ -31,13 +32,8 @@ def chat(question: str, **extra: Any) -> dict[str, Any]:
 
 async def ask(http: aiohttp.ClientSession, proxy: Proxy, body: Any, headers: dict[str, str] | None = None,
               path: str = "v1/chat/completions") -> tuple[int, Any, Any]:
-    async with http.post(f"{proxy.root}/{path}", json=body, headers=headers or {}) as response:
-        text = await response.text()
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            payload = text
-        return response.status, payload, response.headers
+    """POST to any path of the proxy (``post`` of the bad-input tests is rooted at ``/v1``)."""
+    return await post(http, proxy, body, headers=headers, path=f"../{path}")
 
 
 async def raw_request(proxy: Proxy, head: bytes, body: bytes = b"") -> tuple[int, bytes]:

@@ -102,3 +102,57 @@ def test_unfinished_or_truncated_answers_are_not_cacheable() -> None:
     assert answer("length").cacheable_reason(False) == "finish_length"
     assert answer(None).cacheable_reason(False) == "unfinished"
     assert Answer("chat", "m", []).cacheable_reason(False) == "empty"
+
+
+def test_sse_parser_joins_a_crlf_split_between_feeds_and_takes_lone_cr() -> None:
+    raw = b'data: {"a": 1}\r\n\r\ndata: {"b": 2}\r\n\r\n: note\r\rdata: [DONE]\r\n\r\n'
+    for cut in range(1, len(raw)):  # every split point, a CR and its LF apart among them
+        parser = SSEParser()
+        assert parser.feed(raw[:cut]) + parser.feed(raw[cut:]) == [b'{"a": 1}', b'{"b": 2}', DONE], cut
+    parser = SSEParser()
+    assert [event for byte in range(len(raw)) for event in parser.feed(raw[byte:byte + 1])] == [
+        b'{"a": 1}', b'{"b": 2}', DONE]
+    assert not parser.pending
+
+
+def test_sse_parser_gives_up_on_an_endless_event() -> None:
+    parser = SSEParser(max_event_bytes=1000)
+    assert parser.feed(b"data: " + b"x" * 600) == [] and not parser.overflow
+    assert parser.feed(b"x" * 600) == [] and parser.overflow
+    assert parser.feed(b"\n\ndata: [DONE]\n\n") == []  # nothing after it is taken
+
+
+def test_accumulator_marks_malformed_chunks_broken_without_raising() -> None:
+    good = {"model": "m", "choices": [{"index": 0, "delta": {"content": "x"}}]}
+    malformed: list[object] = [
+        [1], {"choices": [1]}, {"choices": {"0": {}}}, {"choices": [{"delta": "x"}]},
+        {"choices": [{"delta": {"content": 5}}]}, {"choices": [{"index": "0", "delta": {}}]},
+        {"choices": [{"index": True, "delta": {}}]}, {"choices": [{"delta": {}, "finish_reason": 1}]},
+        {"choices": [{"delta": {}, "logprobs": [1]}]}, {"choices": [{"delta": {"tool_calls": {"a": 1}}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 10**9, "function": {"name": "f"}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"function": {"arguments": 1}}]}}]},
+        {"usage": 3, "choices": []}, {"model": 7, "choices": []},
+    ]
+    for chunk in malformed:
+        acc = StreamAccumulator("chat")
+        acc.feed(json.dumps(good).encode())
+        assert acc.feed(json.dumps(chunk).encode()) is None
+        acc.feed(DONE)
+        assert acc.error and acc.problem and not acc.complete, chunk
+    acc = StreamAccumulator("completions")
+    assert acc.feed(json.dumps({"choices": [{"index": 0, "text": ["no"]}]}).encode()) is None and acc.error
+
+
+def test_answer_from_response_refuses_malformed_bodies() -> None:
+    good = {"model": "m", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                       "finish_reason": "stop"}]}
+    assert Answer.from_response("chat", good).choices[0]["message"]["content"] == "hi"
+    for body in ([1], {"choices": [1]}, {**good, "usage": "lots"}, {"choices": [{"message": "hi"}]},
+                 {"choices": [{"message": {"content": 5}}]}, {"choices": [{"index": -1, "message": {}}]},
+                 {"choices": [{"message": {"tool_calls": [1]}}]}, {"choices": [{"message": {}, "logprobs": 1}]}):
+        try:
+            Answer.from_response("chat", body)
+        except ValueError as exc:
+            assert str(exc)
+        else:
+            raise AssertionError(f"accepted {body}")
