@@ -122,6 +122,7 @@ async def test_healthz_answers_while_a_huge_question_is_processed(http: aiohttp.
 
 
 async def test_classification_runs_off_the_event_loop() -> None:
+    """3. Classification runs on a worker thread, not on the event loop."""
     threads: list[str] = []
 
     class Recording:

@@ -32,7 +32,7 @@ from tests.conftest import Proxy, proxy_config, start_proxy
 from tests.hostile.conftest import Tally
 from tests.hostile.faulty_upstream import FaultyUpstream, expected_text, parse_faults, start_faulty_upstream
 
-CASE = "x-cachesvc-upstream-ms: every answer forwarded from an upstream says how long its headers took"
+CASE = "14. x-cachesvc-upstream-ms: every answer forwarded from an upstream says how long its headers took"
 
 # One upstream and one proxy for the module (each test asks its own question, so nothing one test caches can
 # answer another's), and so one event loop.
@@ -370,8 +370,9 @@ def without_envelope(event: bytes) -> Any:
 
 async def test_long_answer_in_tiny_pieces_arrives_whole(http: aiohttp.ClientSession, proxy: Proxy,
                                                        faulty: FaultyUpstream, question: str) -> None:
-    """9. A quarter megabyte of content in chunks of 1-4 characters (a stream of over 20 MB) arrives exactly as
-    the upstream sends it, and is stored whole (correctness only; benchmarks/bench_relay.py measures the cost)."""
+    """9. 256 KB of content in chunks of 1-4 characters (a 22 MB stream) arrives exactly as sent, stored whole.
+
+    Correctness only; benchmarks/bench_relay.py measures the cost."""
     faults = {"x-fault": "huge-tiny-pieces:262144"}
     text = expected_text(question, parse_faults(faults["x-fault"]))
     status, direct, _ = await post(http, faulty.url, chat(question, stream=True), faults)
