@@ -18,12 +18,15 @@ every forwarded request:
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from cachesvc.openai import codec
 from cachesvc.openai.errors import RequestError
 from cachesvc.openai.http import error_response
 from cachesvc.server.services import SERVICES
+from cachesvc.server.upstream_relay import UPSTREAM_MS_HEADER
 from cachesvc.upstreams.upstream import FORWARDED_METHODS, HOP_BY_HOP, checked_path
 
 PREFIX = "/v1/"
@@ -54,10 +57,12 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         model = parsed.get("model") if isinstance(parsed, dict) else None
         if isinstance(model, str):
             upstream = upstreams.for_model(model)
+    sent = time.perf_counter()
     async with upstream.request(request.method, tail, data=body, client_headers=request.headers,
                                 query=request.rel_url.raw_query_string) as upstream_response:
         headers = {k: v for k, v in upstream_response.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["x-cachesvc-cache"] = "bypass"
+        headers[UPSTREAM_MS_HEADER] = f"{(time.perf_counter() - sent) * 1000:.1f}"
         response = web.StreamResponse(status=upstream_response.status, headers=headers)
         await response.prepare(request)
         try:

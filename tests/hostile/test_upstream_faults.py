@@ -427,3 +427,12 @@ async def test_stream_upstream_ms_ends_at_the_headers(http: aiohttp.ClientSessio
     assert status == 200 and data_events(raw)[-1] == b"[DONE]"
     assert time.monotonic() - started >= 1.5
     assert 0 <= upstream_ms(headers) < 1500
+
+
+async def test_passed_through_answers_say_how_long_the_upstream_took(http: aiohttp.ClientSession,
+                                                                     proxy: Proxy) -> None:
+    """Other /v1 calls (the pass-through) carry x-cachesvc-upstream-ms too, whatever the upstream answered."""
+    async with http.post(f"{proxy.base_url}/embeddings", json={"model": "stub-model", "input": "hi"}) as response:
+        headers = response.headers
+        assert response.status == 404  # this upstream serves completions only; its answer is passed on
+    assert headers["x-cachesvc-cache"] == "bypass" and upstream_ms(headers) >= 0
