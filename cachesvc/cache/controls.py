@@ -8,6 +8,7 @@ Headers: `Cache-Control: no-cache | no-store | max-age=N`, `x-cachesvc-ttl: N`, 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from cachesvc.openai.errors import RequestError
 
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")  # seconds as a header or option string writes them
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,13 @@ def _truthy(value: str, what: str) -> bool:
 def _seconds(value: Any, what: str, *, allow_zero: bool = False) -> float | None:
     if value is None:
         return None
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
+        raise RequestError(400, f"{what} must be a number of seconds.", param=what)  # no "inf", "1_0", "٣"
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         raise RequestError(400, f"{what} must be a number of seconds.", param=what) from None
-    if isinstance(value, bool) or seconds != seconds or seconds < 0 or (seconds == 0 and not allow_zero):
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         raise RequestError(400, f"{what} must be a {'non-negative' if allow_zero else 'positive'} number of seconds.",
                            param=what)
     return seconds

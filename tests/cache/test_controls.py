@@ -43,3 +43,16 @@ def test_malformed_controls_are_refused(headers: dict[str, str], options: dict[s
     with pytest.raises(RequestError) as info:
         controls(headers, **options)
     assert info.value.status == 400
+
+
+def test_seconds_are_plain_finite_decimals() -> None:
+    for header in ({"x-cachesvc-ttl": "inf"}, {"x-cachesvc-ttl": "nan"}, {"x-cachesvc-ttl": "1_000"},
+                   {"x-cachesvc-ttl": "\u0663"}, {"Cache-Control": "max-age=1e309"}, {"x-cachesvc-ttl": "-5"}):
+        with pytest.raises(RequestError) as refused:
+            parse_controls(header, {}, DEFAULT_CATEGORIES)
+        assert refused.value.status == 400, header
+    for option in ({"ttl": float("inf")}, {"max_age": float("nan")}):
+        with pytest.raises(RequestError):
+            parse_controls({}, {"cachesvc": option}, DEFAULT_CATEGORIES)
+    assert parse_controls({"x-cachesvc-ttl": " 1.5 "}, {}, DEFAULT_CATEGORIES).ttl_s == 1.5
+    assert parse_controls({"Cache-Control": 'max-age="30"'}, {}, DEFAULT_CATEGORIES).max_age_s == 30
