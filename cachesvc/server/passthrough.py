@@ -27,7 +27,8 @@ from cachesvc.openai.errors import RequestError
 from cachesvc.openai.http import error_response
 from cachesvc.server.services import SERVICES
 from cachesvc.server.upstream_relay import UPSTREAM_MS_HEADER
-from cachesvc.upstreams.upstream import FORWARDED_METHODS, HOP_BY_HOP, checked_path
+from cachesvc.upstreams.paths import FORWARDED_METHODS, checked_path
+from cachesvc.upstreams.upstream import HOP_BY_HOP
 
 PREFIX = "/v1/"
 

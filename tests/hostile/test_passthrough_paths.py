@@ -21,8 +21,9 @@ from aiohttp.test_utils import TestServer
 from cachesvc.config import UpstreamConfig, config_from_dict
 from cachesvc.metrics import Metrics
 from cachesvc.openai.errors import RequestError
+from cachesvc.upstreams.paths import MAX_PATH_BYTES
 from cachesvc.upstreams.stub import STUB_STATS, create_stub_app
-from cachesvc.upstreams.upstream import MAX_PATH_BYTES, Upstream
+from cachesvc.upstreams.upstream import Upstream
 from tests.conftest import Proxy, Stub, proxy_config, start_proxy
 
 CASE = "1. Pass-through paths that could leave the upstream's base path (traversal, encodings, methods)"

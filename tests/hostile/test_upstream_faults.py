@@ -116,6 +116,16 @@ async def skipped(http: aiohttp.ClientSession, proxy: Proxy | ServedProxy, reaso
     return float(match.group(1)) if match else 0.0
 
 
+async def assert_sdk_stream_raises(sdk: openai.AsyncOpenAI, question: str, fault: str, match: str = "") -> None:
+    """The official client, reading a stream the upstream breaks with ``fault``, raises instead of returning."""
+    stream = await sdk.chat.completions.create(model="stub-model", temperature=0, stream=True,
+                                               messages=[{"role": "user", "content": question}],
+                                               extra_headers={"x-fault": fault})
+    with pytest.raises(openai.APIError, match=match or None):
+        async for _ in stream:
+            pass
+
+
 async def assert_not_cached(http: aiohttp.ClientSession, proxy: Proxy, faulty: FaultyUpstream,
                             body: dict[str, Any]) -> None:
     """The same request again (this time without a fault) goes upstream: nothing of the broken answer was kept."""
@@ -171,12 +181,7 @@ async def test_official_client_raises_on_a_stream_that_ends_wrong(sdk: openai.As
                                                                   proxy: Proxy, faulty: FaultyUpstream,
                                                                   fault: str, question: str) -> None:
     """4. The official client raises on a stream that ends without [DONE] or is not SSE."""
-    stream = await sdk.chat.completions.create(model="stub-model", temperature=0, stream=True,
-                                               messages=[{"role": "user", "content": question}],
-                                               extra_headers={"x-fault": fault})
-    with pytest.raises(openai.APIError):
-        async for _ in stream:
-            pass
+    await assert_sdk_stream_raises(sdk, question, fault)
     await assert_not_cached(http, proxy, faulty, chat(question, stream=True))
 
 
@@ -188,12 +193,7 @@ async def test_upstream_error_event_reaches_the_client_and_is_not_cached(
     events = data_events(raw)
     assert status == 200 and json.loads(events[-1])["error"]["code"] == "faulty"  # the upstream's own words
     assert b"[DONE]" not in events
-    stream = await sdk.chat.completions.create(model="stub-model", temperature=0, stream=True,
-                                               messages=[{"role": "user", "content": question}],
-                                               extra_headers={"x-fault": "error-event"})
-    with pytest.raises(openai.APIError, match="crashed"):
-        async for _ in stream:
-            pass
+    await assert_sdk_stream_raises(sdk, question, "error-event", match="crashed")
     await assert_not_cached(http, proxy, faulty, chat(question, stream=True))
 
 
@@ -269,12 +269,7 @@ async def test_malformed_chunk_ends_the_stream_in_an_error_event(http: aiohttp.C
 async def test_official_client_raises_on_a_malformed_chunk(sdk: openai.AsyncOpenAI, fault: str,
                                                            question: str) -> None:
     """5. The official client raises on a stream with a malformed chunk."""
-    stream = await sdk.chat.completions.create(model="stub-model", temperature=0, stream=True,
-                                               messages=[{"role": "user", "content": question}],
-                                               extra_headers={"x-fault": fault})
-    with pytest.raises(openai.APIError):
-        async for _ in stream:
-            pass
+    await assert_sdk_stream_raises(sdk, question, fault)
 
 
 # ---- row 8: a reader that hangs up with unread data ------------------------------------------------------------
