@@ -31,7 +31,8 @@ from cachesvc.metrics import Metrics
 from cachesvc.openai.answer import Answer
 from cachesvc.policies.cache.category_classifier import CategoryClassifier
 from cachesvc.policies.cache.load_adaptive import effective_policy
-from cachesvc.policies.verify.verifier import VERIFIERS
+from cachesvc.policies.verify.judgement import RuleJudge
+from cachesvc.policies.verify.verifier import RULE_VERIFIERS
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev_intents.jsonl"
 
@@ -59,8 +60,8 @@ async def replay(requests: list[tuple[str, str]], vectors: dict[str, np.ndarray]
                  pressure: float, interval_s: float) -> dict[str, Any]:
     config = CacheConfig()
     now = [0.0]
-    verifier = VERIFIERS[config.verifier]()
-    cache = SemanticCache(config, MemoryStore(), verifier.verify, Metrics(), clock=lambda: now[0])
+    verifier = RULE_VERIFIERS["near-miss"]()
+    cache = SemanticCache(config, MemoryStore(), RuleJudge(verifier.verify), Metrics(), clock=lambda: now[0])
     await cache.start(384)
     upstream, hits, wrong = 0, 0, 0
     per_category: Counter[str] = Counter()

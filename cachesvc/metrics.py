@@ -41,6 +41,16 @@ class Metrics:
                                             ["reason"], registry=r)
         self._singleflight_waiters = Counter("cachesvc_singleflight_waiters",
                                              "Requests that waited for an identical in-flight miss", registry=r)
+        self._hit_agreement = Gauge("cachesvc_hit_agreement",
+                                    "Share of sampled semantic hits whose answer agreed with a fresh upstream answer "
+                                    "(latest checks window), by category", ["category"], registry=r)
+        self._agreement_checks = Counter("cachesvc_hit_agreement_checks",
+                                         "Sampled semantic hits compared with a fresh upstream answer, by category "
+                                         "and result", ["category", "result"], registry=r)
+        self._judge_verdicts = Counter("cachesvc_judge_verdicts", "Judge model verdicts on borderline candidates",
+                                       ["mode", "verdict"], registry=r)
+        self._hit_confidence = Histogram("cachesvc_hit_confidence", "Verifier probability of served semantic hits",
+                                         buckets=(0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0), registry=r)
         self._hit_similarity = Histogram("cachesvc_hit_similarity", "Similarity of served semantic hits",
                                          buckets=(0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0), registry=r)
 
@@ -81,6 +91,16 @@ class Metrics:
 
     def record_verifier_rejection(self, reason: str) -> None:
         self._verifier_rejections.labels(reason).inc()
+
+    def record_agreement(self, category: str, agreed: bool, rate: float) -> None:
+        self._agreement_checks.labels(category, "agree" if agreed else "disagree").inc()
+        self._hit_agreement.labels(category).set(rate)
+
+    def record_judge_verdict(self, mode: str, verdict: bool | None) -> None:
+        self._judge_verdicts.labels(mode, "none" if verdict is None else ("yes" if verdict else "no")).inc()
+
+    def record_hit_confidence(self, probability: float) -> None:
+        self._hit_confidence.observe(probability)
 
     def set_entries(self, category: str, count: int) -> None:
         self._entries.labels(category).set(count)

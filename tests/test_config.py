@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cachesvc.config import load_config
+from cachesvc.config import config_from_dict, load_config
 
 UP = {"upstreams": [{"url": "http://127.0.0.1:8000/v1/"}]}
 
@@ -76,3 +76,30 @@ def test_unknown_store_and_verifier_fail_at_start() -> None:
         create_app(load_config(None, {**UP, "cache.store.kind": "mongo"}, environ={}))
     with pytest.raises(ValueError, match="cache.verifier"):
         create_app(load_config(None, {**UP, "cache.verifier": "magic"}, environ={}))
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"cache": {"target_precision": 1.0}}, "cache.target_precision"),
+    ({"cache": {"target_precision": 0.2}}, "cache.target_precision"),
+    ({"cache": {"categories": {"code": {"target_precision": 1.5}}}}, "cache.categories.code.target_precision"),
+    ({"cache": {"auto_tighten": True, "verifier": "near-miss"}}, "cache.auto_tighten"),
+    ({"cache": {"judge": {"url": "ftp://x", "model": "m"}}}, "cache.judge.url"),
+    ({"cache": {"judge": {"url": "http://127.0.0.1:1/v1"}}}, "cache.judge.model"),
+    ({"cache": {"judge": {"url": "http://127.0.0.1:1/v1", "model": "m", "mode": "later"}}}, "cache.judge.mode"),
+    ({"cache": {"agreement": {"sample_rate": 2}}}, "cache.agreement.sample_rate"),
+    ({"cache": {"agreement": {"bogus": 1}}}, "bogus"),
+])
+def test_verifier_settings_are_validated(raw: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        config_from_dict(raw)
+
+
+def test_verifier_settings_load() -> None:
+    config = config_from_dict({"cache": {"target_precision": 0.95, "categories": {"code": {"target_precision": 0.99}},
+                                         "judge": {"url": "http://127.0.0.1:8081/v1", "model": "qwen"},
+                                         "agreement": {"sample_rate": 0.05}, "auto_tighten": True}})
+    assert config.cache.verifier == "learned" and config.cache.target_precision == 0.95
+    assert config.cache.category("code").target_precision == 0.99
+    assert config.cache.category("math").target_precision is None
+    assert config.cache.judge is not None and config.cache.judge.mode == "background"
+    assert config.cache.agreement.sample_rate == 0.05

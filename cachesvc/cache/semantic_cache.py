@@ -28,7 +28,7 @@ from cachesvc.config import CacheConfig
 from cachesvc.metrics import Metrics
 from cachesvc.openai.answer import Answer
 from cachesvc.policies.cache.load_adaptive import EffectivePolicy
-from cachesvc.policies.verify.verifier import Verdict
+from cachesvc.policies.verify.judgement import PairJudge
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Hit:
     entry: CacheEntry
     tier: str  # "exact" or "semantic"
     similarity: float
+    confidence: float | None = None  # the verifier's probability that the answer serves the query (semantic)
 
 
 class _Live(NamedTuple):
@@ -51,6 +52,7 @@ class LookupTimings:
     verify_s: float = 0.0
     fetch_s: float = 0.0
     rejections: list[str] = field(default_factory=list)
+    best_rejected: tuple[CacheEntry, float, float] | None = None  # (entry, similarity, probability) of a near miss
 
 
 class SemanticCache:
@@ -58,14 +60,14 @@ class SemanticCache:
         self,
         config: CacheConfig,
         store: DocumentStore,
-        verify: Callable[[str, str, float, str], Verdict],
+        verifier: PairJudge,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock  # wall-clock seconds; injectable so benchmarks can simulate hours of traffic
         self._config = config
         self._store = store
-        self._verify = verify
+        self._verifier = verifier
         self._metrics = metrics
         self._index: PartitionedIndex | None = None  # made by start(), once the embedding width is known
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vector-index")
@@ -130,35 +132,47 @@ class SemanticCache:
         self, partition: str, query: str, vector: np.ndarray, policy: EffectivePolicy, max_age_s: float | None,
         timings: LookupTimings,
     ) -> Hit | None:
-        """Nearest neighbours in the request's partition, best first; the first that passes every check is served."""
+        """Nearest neighbours in the request's partition above the pre-filter threshold, judged in one batch; the
+        best-ranked one the verifier accepts is served."""
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
         candidates = await loop.run_in_executor(
             self._executor, self.index.search, partition, vector, self._config.index.candidates
         )
         timings.search_s = time.perf_counter() - t0
+        shortlist: list[tuple[CacheEntry, float]] = []
+        t1 = time.perf_counter()
         for entry_id, similarity in candidates:
             if similarity < policy.threshold:
                 break
             live = self._live.get(entry_id)
             if live is None or live.scope.partition != partition:
                 continue
-            t1 = time.perf_counter()
             entry = await self._store.get(entry_id)
-            timings.fetch_s += time.perf_counter() - t1
-            if entry is None or entry.query is None or not self._servable(entry, policy, max_age_s):
-                continue
-            t2 = time.perf_counter()  # off the loop: the verifier's cost grows with the two questions
-            verdict = await loop.run_in_executor(self._executor, self._verify, query, entry.query,
-                                                 float(similarity), policy.category)
-            timings.verify_s += time.perf_counter() - t2
-            if not verdict.accepted:
-                timings.rejections.append(verdict.reason)
-                self._metrics.record_verifier_rejection(verdict.reason)
-                continue
-            self._touch(entry)
-            return Hit(entry, "semantic", float(similarity))
+            if entry is not None and entry.query is not None and self._servable(entry, policy, max_age_s):
+                shortlist.append((entry, float(similarity)))
+        timings.fetch_s = time.perf_counter() - t1
+        if not shortlist:
+            return None
+        t2 = time.perf_counter()  # off the loop: the verifier's cost grows with the questions
+        judged = await loop.run_in_executor(self._executor, self._verifier.judge, query,
+                                            [(entry.query or "", sim) for entry, sim in shortlist], policy.category)
+        timings.verify_s = time.perf_counter() - t2
+        timings.best_rejected = None
+        for (entry, similarity), judgement in zip(shortlist, judged, strict=True):
+            if judgement.accepted:
+                self._touch(entry)
+                return Hit(entry, "semantic", similarity, judgement.probability)
+            reason = judgement.verdict().reason
+            timings.rejections.append(reason)
+            self._metrics.record_verifier_rejection(reason)
+            if timings.best_rejected is None or judgement.probability > timings.best_rejected[2]:
+                timings.best_rejected = (entry, similarity, judgement.probability)
         return None
+
+    def verifier_bar(self, category: str) -> float:
+        """The probability the verifier asks of a candidate in ``category``."""
+        return self._verifier.bar(category)
 
     def _servable(self, entry: CacheEntry, policy: EffectivePolicy, max_age_s: float | None) -> bool:
         now = self._clock()

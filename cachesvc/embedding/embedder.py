@@ -46,6 +46,12 @@ class Embedder:
             await asyncio.to_thread(self._thread.join, 10)
             self._thread = None
 
+    def encoder(self) -> Encode:
+        """The model's encode function (thread-safe; for tools that embed other things, such as single words)."""
+        if self._encode is None:
+            raise RuntimeError("Embedder.encoder called before start()")
+        return self._encode
+
     def encode_now(self, texts: list[str]) -> np.ndarray:
         """Embed in the calling thread (start-up, tools); never call it on the event loop."""
         if self._encode is None:

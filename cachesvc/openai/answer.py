@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachesvc.openai import codec
-from cachesvc.openai.protocol import Endpoint, completion_id
+from cachesvc.openai.protocol import Endpoint, completion_id, text_parts
 from cachesvc.openai.responses import ResponseBuilder
 from cachesvc.openai.sse import DONE, encode_event, split_text
 
@@ -32,6 +32,16 @@ class Answer:
     def has_tool_calls(self) -> bool:
         return any(c.get("message", {}).get("tool_calls") or c.get("message", {}).get("function_call")
                    for c in self.choices)
+
+    def text(self) -> str:
+        """The first choice's text (chat message content or completion text); "" when it has none."""
+        if not self.choices:
+            return ""
+        choice = self.choices[0]
+        if self.endpoint == "completions":
+            return str(choice.get("text") or "")
+        parts = text_parts((choice.get("message") or {}).get("content"))
+        return "".join(parts) if parts else ""
 
     def cacheable_reason(self, request_has_tools: bool) -> str | None:
         """Why this answer must not be cached, or None when it may be."""

@@ -1,10 +1,14 @@
-"""Admin endpoints behind the admin key: cache statistics and invalidation by category, namespace, tenant or entry."""
+"""Admin endpoints behind the admin key: cache statistics, invalidation by category, namespace, tenant or entry, and
+the explanation of one verifier decision."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 
 from cachesvc.cache.selector import Selector
@@ -41,6 +45,56 @@ async def stats(request: web.Request) -> web.Response:
         "inflight_misses": len(services.flights),
         "upstreams": services.upstreams.stats(),
         "categories": {name: policy.summary() for name, policy in categories.items()},
+        "verifier": services.verifier.stats(),
+        "agreement": services.agreement.stats(),
+        "judge": services.judge.stats() if services.judge is not None else None,
+    })
+
+
+async def explain(request: web.Request) -> web.Response:
+    """Body: {"query", "cached", "category"?}. Why the cache would or would not serve ``cached``'s answer for
+    ``query``: similarity, pre-filter threshold, rules fired, WordNet relations, the model's probability, its bar."""
+    services = _require_admin(request)
+    body = await read_json(request, services.config.server.max_body_bytes)
+    if not isinstance(body, dict) or set(body) - {"query", "cached", "category"}:
+        raise RequestError(400, "The body must be a JSON object with 'query', 'cached' and optionally 'category'.")
+    limit = services.config.cache.max_query_chars
+    for name in ("query", "cached"):
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise RequestError(400, f"'{name}' must be a non-empty string.", param=name)
+        if len(value) > limit:
+            raise RequestError(400, f"'{name}' is longer than cache.max_query_chars ({limit}).", param=name)
+    category = body.get("category")
+    if category is not None and (not isinstance(category, str) or category not in services.config.cache.categories):
+        raise RequestError(400, f"'category' must be one of {sorted(services.config.cache.categories)}.",
+                           param="category")
+    query, cached = body["query"], body["cached"]
+    vector = await services.embedder.embed(query)
+    cached_vector = await services.embedder.embed(cached)
+    similarity = float(np.dot(vector, cached_vector))
+    if category is None:
+        category = await services.completions.classify(query, vector)
+    policy = services.config.cache.category(category)
+    judged = await asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(services.verifier.judge, query, [(cached, similarity)], category, explain=True))
+    judgement = judged[0]
+    evidence = judgement.evidence
+    if similarity < policy.similarity_threshold:
+        decision = "miss: similarity under the category's pre-filter threshold"
+    elif not policy.semantic:
+        decision = "miss: the category is exact-only"
+    else:
+        decision = "serve" if judgement.accepted else "miss: probability under the bar"
+    return json_response({
+        "category": category, "similarity": round(similarity, 4), "prefilter_threshold": policy.similarity_threshold,
+        "verifier": services.verifier.name, "probability": round(judgement.probability, 4),
+        "bar": round(judgement.bar, 4), "target_precision": services.verifier.target_precision(category),
+        "rule": judgement.rule or None, "decision": decision,
+        "left_over": {"query": list(evidence.left_a), "cached": list(evidence.left_b)} if evidence else None,
+        "relations": [{"query_word": a, "cached_word": b, "wordnet": rel, "word_similarity": sim}
+                      for a, b, rel, sim in evidence.relations] if evidence else [],
+        "features": {k: round(v, 4) for k, v in judgement.features.items()},
     })
 
 
@@ -85,3 +139,4 @@ def _selector(body: Any) -> tuple[Selector, bool]:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/stats", stats)
     app.router.add_post("/admin/invalidate", invalidate)
+    app.router.add_post("/admin/explain", explain)

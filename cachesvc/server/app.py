@@ -17,13 +17,15 @@ from cachesvc.embedding.embedder import Embedder
 from cachesvc.metrics import Metrics
 from cachesvc.openai.answer import Answer
 from cachesvc.openai.http import errors_as_json
-from cachesvc.policies.verify.verifier import VERIFIERS
 from cachesvc.server.cache_warmup import CacheWarmup
 from cachesvc.server.completions import CompletionsService
 from cachesvc.server.middlewares import reject_undecodable_headers
 from cachesvc.server.routes import add_routes
 from cachesvc.server.services import SERVICES, ProxyServices
 from cachesvc.upstreams.pool import UpstreamPool
+from cachesvc.verifier.agreement import AgreementMonitor
+from cachesvc.verifier.judge import Judge
+from cachesvc.verifier.runtime import VerifierRuntime
 
 
 def create_app(config: Config, *, embedder: Embedder | None = None, model: tuple[Any, Any] | None = None
@@ -31,8 +33,8 @@ def create_app(config: Config, *, embedder: Embedder | None = None, model: tuple
     """Build the proxy; the cache comes online in the background while requests already pass through. Without
     upstreams the reference model server runs in-process (``model``: an already loaded ``(model, tokenizer)``)."""
     cache_config = config.cache
-    if cache_config.verifier not in VERIFIERS:
-        raise ValueError(f"cache.verifier: unknown verifier {cache_config.verifier!r} (known: {sorted(VERIFIERS)})")
+    embedder = embedder or Embedder(cache_config.embedding)
+    verifier = VerifierRuntime(cache_config, embedder.encoder)  # fails on an unknown verifier name before any port
     store = create_store(cache_config.store)  # fails on an unknown store name before any port opens
     app = web.Application(client_max_size=config.server.max_body_bytes,
                           middlewares=[errors_as_json, reject_undecodable_headers])
@@ -44,19 +46,33 @@ def create_app(config: Config, *, embedder: Embedder | None = None, model: tuple
         app.cleanup_ctx.append(serve_model)
     metrics = Metrics()
     upstreams = UpstreamPool(config.upstreams, cache_config.load_policy, metrics)
-    embedder = embedder or Embedder(cache_config.embedding)
     categorizer = Categorizer()
-    cache = SemanticCache(cache_config, store, VERIFIERS[cache_config.verifier]().verify, metrics)
+    cache = SemanticCache(cache_config, store, verifier, metrics)
     flights: SingleFlight[Answer] = SingleFlight()
+    judge = Judge(cache_config.judge) if cache_config.judge is not None else None
+    agreement = AgreementMonitor(cache_config, metrics, verifier, embedder.embed, judge)
     completions = CompletionsService(config, cache=cache, embedder=embedder, categorizer=categorizer,
-                                     upstreams=upstreams, flights=flights, metrics=metrics)
-    warmup = CacheWarmup(cache_config, embedder, categorizer, cache)
+                                     upstreams=upstreams, flights=flights, metrics=metrics, judge=judge,
+                                     agreement=agreement)
+    warmup = CacheWarmup(cache_config, embedder, categorizer, cache, verifier)
     app[SERVICES] = ProxyServices(config=config, metrics=metrics, upstreams=upstreams, embedder=embedder, cache=cache,
-                                  flights=flights, warmup=warmup, completions=completions, model_engine=engine)
+                                  flights=flights, warmup=warmup, completions=completions, model_engine=engine,
+                                  verifier=verifier, judge=judge, agreement=agreement)
     add_routes(app)
     app.cleanup_ctx.append(_upstreams)
+    app.cleanup_ctx.append(_verification)
     app.cleanup_ctx.append(warmup.lifetime)
     return app
+
+
+async def _verification(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    if services.judge is not None:
+        await services.judge.open()
+    yield
+    await services.agreement.close()
+    if services.judge is not None:
+        await services.judge.close()
 
 
 async def _upstreams(app: web.Application) -> AsyncIterator[None]:

@@ -1,5 +1,6 @@
 """Brings the cache online in the background while requests already pass through: loads the embedding model, fits
-the category classifier, opens the store and rebuilds the index; then sweeps expired entries now and then."""
+the category classifier, loads the verifier (WordNet, the pair model), opens the store and rebuilds the index; then
+sweeps expired entries now and then."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from cachesvc.cache.categorizer import Categorizer
 from cachesvc.cache.semantic_cache import SemanticCache
 from cachesvc.config import CacheConfig
 from cachesvc.embedding.embedder import Embedder
+from cachesvc.verifier.runtime import VerifierRuntime
 
 log = logging.getLogger("cachesvc")
 SWEEP_INTERVAL_S = 60.0
@@ -21,11 +23,12 @@ SWEEP_INTERVAL_S = 60.0
 
 class CacheWarmup:
     def __init__(self, config: CacheConfig, embedder: Embedder, categorizer: Categorizer,
-                 cache: SemanticCache) -> None:
+                 cache: SemanticCache, verifier: VerifierRuntime) -> None:
         self._config = config
         self._embedder = embedder
         self._categorizer = categorizer
         self._cache = cache
+        self._verifier = verifier
         self.error: str | None = None  # why the cache failed to start; requests then pass through uncached
 
     @property
@@ -51,6 +54,7 @@ class CacheWarmup:
         try:
             await self._embedder.start()
             await self._categorizer.start(self._embedder.encode_now)
+            await asyncio.to_thread(self._verifier.load)
             loaded = await self._cache.start(self._embedder.dim)
             log.info("cache ready: %d entries from the %s store", loaded, self._config.store.kind)
         except asyncio.CancelledError:

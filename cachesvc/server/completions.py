@@ -13,7 +13,7 @@ from aiohttp import web
 
 from cachesvc.cache.categorizer import Categorizer
 from cachesvc.cache.controls import parse_controls
-from cachesvc.cache.entry import EntryDraft, EntryScope
+from cachesvc.cache.entry import CacheEntry, EntryDraft, EntryScope
 from cachesvc.cache.request_key import parse_request
 from cachesvc.cache.semantic_cache import Hit, LookupTimings, SemanticCache
 from cachesvc.cache.single_flight import SingleFlight
@@ -29,6 +29,8 @@ from cachesvc.server.request_context import RequestContext
 from cachesvc.server.tenants import tenant_of
 from cachesvc.server.upstream_relay import UpstreamRelay, write_answer
 from cachesvc.upstreams.pool import UpstreamPool
+from cachesvc.verifier.agreement import AgreementMonitor, HitSample
+from cachesvc.verifier.judge import Judge
 
 Outcome = tuple[web.StreamResponse, str]  # the response and its result: hit, miss, bypass or error
 
@@ -37,8 +39,11 @@ class CompletionsService:
     """The cached completions path, built once with its collaborators."""
 
     def __init__(self, config: Config, *, cache: SemanticCache, embedder: Embedder, categorizer: Categorizer,
-                 upstreams: UpstreamPool, flights: SingleFlight[Answer], metrics: Metrics) -> None:
+                 upstreams: UpstreamPool, flights: SingleFlight[Answer], metrics: Metrics,
+                 judge: Judge | None = None, agreement: AgreementMonitor | None = None) -> None:
         self._config = config
+        self._judge = judge
+        self._agreement = agreement
         self._cache = cache
         self._embedder = embedder
         self._categorizer = categorizer
@@ -102,6 +107,8 @@ class CompletionsService:
             for stage in ("search", "verify", "fetch"):
                 ctx.stages[stage] = getattr(timings, f"{stage}_s")
                 self._metrics.record_lookup_stage(stage, ctx.stages[stage])
+            if hit is None and timings.best_rejected is not None and self._judge is not None:
+                hit = await self._ask_judge(ctx, query, timings.best_rejected, category)
             if hit is not None:
                 return await self._serve_hit(ctx, hit), "hit"
 
@@ -146,20 +153,60 @@ class CompletionsService:
                     ctx.req.query[: self._config.cache.max_query_chars])
         return vector, category or "default"
 
+    async def classify(self, query: str, vector: np.ndarray) -> str:
+        """The category the proxy would give ``query`` (admin's explain endpoint)."""
+        return await self._categorizer.classify(query, vector) or "default"
+
     async def _bypass(self, ctx: RequestContext, reason: str, headers: dict[str, str]) -> Outcome:
         self._metrics.record_bypass(ctx.req.endpoint, reason)
         response, _ = await self._relay.forward(ctx, {"x-cachesvc-cache": "bypass", **ctx.headers, **headers},
                                                 lambda answer: self._remember(ctx, answer, None))
         return response, "bypass"
 
+    async def _ask_judge(self, ctx: RequestContext, query: str, near_miss: tuple[CacheEntry, float, float],
+                         category: str) -> Hit | None:
+        """A borderline candidate (probability within the judge's band under the bar) goes to the judge: a cached
+        yes serves it; inline mode waits for a verdict within its budget; background mode asks for next time."""
+        assert self._judge is not None
+        entry, similarity, probability = near_miss
+        cached_question = entry.query or ""
+        judge_config = self._config.cache.judge
+        assert judge_config is not None
+        if self._judge.cached(query, cached_question) is True:
+            ctx.headers["x-cachesvc-verified-by"] = "judge"
+            return Hit(entry, "semantic", similarity, probability)
+        if probability < self._verifier_bar(category) - judge_config.band:
+            return None
+        if self._judge.mode == "background":
+            if self._judge.same_question_later(query, cached_question):
+                self._metrics.record_judge_verdict("background", None)
+            return None
+        with ctx.timed("judge"):
+            verdict = await self._judge.inline(query, cached_question)
+        self._metrics.record_judge_verdict("inline", verdict)
+        if verdict:
+            ctx.headers["x-cachesvc-verified-by"] = "judge"
+            return Hit(entry, "semantic", similarity, probability)
+        return None
+
+    def _verifier_bar(self, category: str) -> float:
+        return self._cache.verifier_bar(category)
+
     async def _serve_hit(self, ctx: RequestContext, hit: Hit) -> web.StreamResponse:
         entry = hit.entry
         self._metrics.record_hit(ctx.req.endpoint, hit.tier, hit.similarity)
+        if hit.confidence is not None:
+            self._metrics.record_hit_confidence(hit.confidence)
+            if self._agreement is not None and ctx.req.query is not None and self._agreement.sampled():
+                self._agreement.check_later(HitSample(
+                    ctx.req.endpoint, ctx.req.body, dict(ctx.http.headers), ctx.upstream, ctx.req.query,
+                    entry.query or "", entry.answer, entry.scope.category, hit.confidence))
         headers = {
             "x-cachesvc-cache": "hit",
             "x-cachesvc-tier": hit.tier,
             "x-cachesvc-category": entry.scope.category,
             "x-cachesvc-similarity": f"{hit.similarity:.4f}",
+            **({"x-cachesvc-confidence": f"{hit.confidence:.4f}"} if hit.confidence is not None else {}),
             "x-cachesvc-entry": str(entry.entry_id),
             "Age": str(int(entry.age(time.time()))),
             "Server-Timing": ctx.server_timing(),

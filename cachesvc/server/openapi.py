@@ -43,7 +43,8 @@ def _error(description: str) -> Schema:
 
 _ANSWER_HEADERS = (("x-cachesvc-tier", "CacheTier"), ("x-cachesvc-category", "CacheCategory"),
                    ("x-cachesvc-similarity", "CacheSimilarity"), ("x-cachesvc-entry", "CacheEntry"), ("Age", "Age"),
-                   ("Server-Timing", "ServerTiming"), ("x-cachesvc-semantic", "CacheSemantic"))
+                   ("Server-Timing", "ServerTiming"), ("x-cachesvc-semantic", "CacheSemantic"),
+                   ("x-cachesvc-confidence", "CacheConfidence"), ("x-cachesvc-verified-by", "CacheVerifiedBy"))
 
 
 def _cache_headers(*, answered: bool) -> Schema:
@@ -266,7 +267,29 @@ def _response_schemas() -> dict[str, Schema]:
             "properties": {"dry_run": {"type": "boolean"}, "matched": {"type": "integer"},
                            "entry_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000}},
         },
-        "Stats": {"type": "object", "description": "The cache's, the embedder's and the upstreams' statistics."},
+        "Stats": {"type": "object", "description": "The cache's, the embedder's, the upstreams', the verifier's, "
+                                                   "online agreement's and the judge's statistics."},
+        "ExplainRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["query", "cached"],
+            "properties": {"query": {"type": "string", "minLength": 1}, "cached": {"type": "string", "minLength": 1},
+                           "category": {"type": "string", "description": "Default: the category the proxy gives "
+                                                                         "`query`."}},
+        },
+        "ExplainResult": {
+            "type": "object",
+            "required": ["category", "similarity", "prefilter_threshold", "verifier", "probability", "bar",
+                         "target_precision", "decision", "relations", "features"],
+            "properties": {
+                "category": {"type": "string"}, "similarity": {"type": "number"},
+                "prefilter_threshold": {"type": "number"}, "verifier": {"type": "string"},
+                "probability": {"type": "number"}, "bar": {"type": "number"}, "target_precision": {"type": "number"},
+                "rule": {"type": ["string", "null"]}, "decision": {"type": "string"},
+                "left_over": {"type": ["object", "null"]}, "relations": {"type": "array"},
+                "features": {"type": "object"},
+            },
+        },
     }
 
 
@@ -301,6 +324,11 @@ def _headers() -> dict[str, Schema]:
         "CacheCategory": header("The request's cache category.", {"type": "string"}),
         "CacheSimilarity": header("On a hit: cosine similarity to the cached question (1.0000 on the exact tier).",
                                   {"type": "string", "pattern": "^-?[0-9]+\\.[0-9]{4}$"}),
+        "CacheConfidence": header("On a semantic hit: the verifier's probability that the cached answer serves "
+                                  "this question (it cleared its category's calibrated bar).",
+                                  {"type": "string", "pattern": "^[0-9]\\.[0-9]{4}$"}),
+        "CacheVerifiedBy": header("On a semantic hit the judge model confirmed (below the bar): `judge`.",
+                                  {"enum": ["judge"]}),
         "CacheEntry": header("On a hit: the id of the entry served.", {"type": "string", "pattern": "^[0-9]+$"}),
         "Age": header("On a hit: the entry's age in seconds.", {"type": "string", "pattern": "^[0-9]+$"}),
         "ServerTiming": header("The lookup's cost by stage, in milliseconds.", {"type": "string"}),
@@ -416,6 +444,10 @@ def build_openapi(categories: Iterable[str] = ("default",), *, version: str = "0
                 "admin_invalidate", "Remove (or, with dry_run, list) the entries a selector names.",
                 _schema("InvalidateResult"),
                 requestBody={"required": True, "content": _json(_schema("InvalidateRequest"))})},
+            "/admin/explain": {"post": _admin_operation(
+                "admin_explain", "Why the cache would or would not serve one question's answer for another.",
+                _schema("ExplainResult"),
+                requestBody={"required": True, "content": _json(_schema("ExplainRequest"))})},
         },
         "components": {
             "schemas": {**_message_schemas(), **_request_schemas(names), **_response_schemas()},

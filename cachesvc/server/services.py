@@ -16,6 +16,9 @@ from cachesvc.openai.answer import Answer
 from cachesvc.server.cache_warmup import CacheWarmup
 from cachesvc.server.completions import CompletionsService
 from cachesvc.upstreams.pool import UpstreamPool
+from cachesvc.verifier.agreement import AgreementMonitor
+from cachesvc.verifier.judge import Judge
+from cachesvc.verifier.runtime import VerifierRuntime
 
 if TYPE_CHECKING:  # the model server's engine imports torch; only its type is needed here
     from cachesvc.model_server.engine import ModelEngine
@@ -31,6 +34,9 @@ class ProxyServices:
     flights: SingleFlight[Answer]
     warmup: CacheWarmup
     completions: CompletionsService
+    verifier: VerifierRuntime
+    agreement: AgreementMonitor
+    judge: Judge | None = None
     model_engine: ModelEngine | None = None  # the embedded model server's, when no upstream is configured
 
     @property

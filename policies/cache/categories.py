@@ -25,6 +25,7 @@ class CategoryPolicy:
     # and the TTL may stretch up to ttl_s * max_ttl_factor.
     min_similarity_threshold: float | None = None
     max_ttl_factor: float = 1.0
+    target_precision: float | None = None  # the learned verifier's target here (None: cache.target_precision)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.similarity_threshold <= 1.0:
@@ -55,17 +56,18 @@ class CategoryPolicy:
 HOUR = 3600.0
 DAY = 24 * HOUR
 
-# Shipped defaults. Thresholds are cosine similarities of all-MiniLM-L6-v2 embeddings, chosen on the
-# development set together with the near-miss verifier (docs/benchmarks.md); the verifier, not the
-# threshold, is what rejects look-alikes, so thresholds stay low enough to keep paraphrases.
+# Shipped defaults. Thresholds are cosine similarities of all-MiniLM-L6-v2 embeddings. With the learned verifier
+# (the default) they are pre-filters: low enough to keep most paraphrases among the candidates, since the
+# verifier's calibrated bar decides (docs/verification.md). With `verifier: near-miss` use its tuned values:
+# code and conversation 0.74, knowledge 0.67, default 0.80.
 DEFAULT_CATEGORIES: dict[str, CategoryPolicy] = {
     "code": CategoryPolicy(
-        "code", similarity_threshold=0.74, ttl_s=30 * DAY, max_entries=50_000,
-        min_similarity_threshold=0.72, max_ttl_factor=2.0,
+        "code", similarity_threshold=0.55, ttl_s=30 * DAY, max_entries=50_000,
+        min_similarity_threshold=0.5, max_ttl_factor=2.0,
     ),
     "conversation": CategoryPolicy(
-        "conversation", similarity_threshold=0.74, ttl_s=7 * DAY, max_entries=20_000,
-        min_similarity_threshold=0.71, max_ttl_factor=2.0,
+        "conversation", similarity_threshold=0.5, ttl_s=7 * DAY, max_entries=20_000,
+        min_similarity_threshold=0.45, max_ttl_factor=2.0,
     ),
     "volatile": CategoryPolicy(
         "volatile", similarity_threshold=0.44, ttl_s=300.0, max_entries=5_000,
@@ -76,11 +78,11 @@ DEFAULT_CATEGORIES: dict[str, CategoryPolicy] = {
         min_similarity_threshold=0.39, max_ttl_factor=2.0,
     ),
     "knowledge": CategoryPolicy(
-        "knowledge", similarity_threshold=0.67, ttl_s=30 * DAY, max_entries=50_000,
-        min_similarity_threshold=0.53, max_ttl_factor=2.0,
+        "knowledge", similarity_threshold=0.5, ttl_s=30 * DAY, max_entries=50_000,
+        min_similarity_threshold=0.45, max_ttl_factor=2.0,
     ),
     "default": CategoryPolicy(
-        "default", similarity_threshold=0.80, ttl_s=DAY, max_entries=20_000,
-        min_similarity_threshold=0.76, max_ttl_factor=2.0,
+        "default", similarity_threshold=0.55, ttl_s=DAY, max_entries=20_000,
+        min_similarity_threshold=0.5, max_ttl_factor=2.0,
     ),
 }

@@ -182,6 +182,8 @@ def _read_numbers(
             numbers.add(float(lx.IMPLIED_NUMBERS[word]))
         if word in lx.WEAK_NUMBER_WORDS:
             weak.add(float(lx.WEAK_NUMBER_WORDS[word]))
+        if word in lx.MULTIPLIERS:
+            weak.add(float(lx.MULTIPLIERS[word]))  # "to the nearest hundred" ~ "nearest 100"
         operator = lx.SPOKEN_OPERATORS.get(word)
         if word == "x" and out and len(out) - 1 in number_at and i + 1 < len(words) and parse_number(words[i + 1]):
             operator = "*"  # "8 x 5"

@@ -30,6 +30,18 @@ _REWRITES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         (".js", r"\b(node|next|react|vue|express)\.js\b", r" \1js "),
         ("&", r"\bs&p\b", " sp "),
         ("&", r"&", " and "),
+        # Text-speak: digits standing for words, and the usual shorthands (not numbers, not fractions).
+        ("w/o", r"\bw/o\b", " without "),
+        ("w/", r"\bw/(?=\s|$)", " with "),
+        ("2nite", r"\b2nite\b", " tonight "),
+        ("2day", r"\b2day\b", " today "),
+        ("2moro", r"\b2moro+w?\b", " tomorrow "),
+        ("b4", r"\bb4\b", " before "),
+        ("2", r"(?<=[a-z] )2(?= (?:a|an|the|my|your|me|you|him|her|us|them|it|do|be|get|make|go|see|learn|use|give|"
+              r"say|ask|find|buy|fix|cook|tell|pay|start|stop|keep|know|write|read|talk|help|clean|avoid|eat)\b)",
+         "to"),
+        ("4", r"(?<=[a-z] )4(?= (?:a|an|the|my|your|me|you|him|her|us|them|it|free|sale|kids|beginners)\b)", "for"),
+        ("'", r"(?<![\w'])'(\d\d)\b", r"20\1"),  # '26 -> 2026
         ("/h", r"\bkm/h\b", " kmh "),
         ("\u00b0", r"\u00b0\s*c\b", " celsius "),
         ("\u00b0", r"\u00b0\s*f\b", " fahrenheit "),

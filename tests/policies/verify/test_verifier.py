@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from cachesvc.policies.verify.judgement import Verdict
 from cachesvc.policies.verify.near_miss_rules import SubstitutionRule
-from cachesvc.policies.verify.verifier import VERIFIERS, NearMissVerifier, NoVerifier, Verdict
+from cachesvc.policies.verify.verifier import RULE_VERIFIERS, NearMissVerifier, NoVerifier
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +157,9 @@ def test_no_verifier_accepts_everything() -> None:
 
 
 def test_registry_names_both_verifiers() -> None:
-    assert VERIFIERS["near-miss"] is NearMissVerifier
-    assert VERIFIERS["none"] is NoVerifier
-    assert isinstance(VERIFIERS["near-miss"]().verify("a b c", "a b c", 1.0, "code"), Verdict)
+    assert RULE_VERIFIERS["near-miss"] is NearMissVerifier
+    assert RULE_VERIFIERS["none"] is NoVerifier
+    assert isinstance(RULE_VERIFIERS["near-miss"]().verify("a b c", "a b c", 1.0, "code"), Verdict)
 
 
 def test_analysis_cache_is_bounded() -> None:

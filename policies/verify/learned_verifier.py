@@ -1,0 +1,99 @@
+"""The learned verifier: a calibrated probability that one answer serves two questions, and a bar per category
+set for a target precision. The near-miss rules, WordNet and word vectors supply features; the model decides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from threading import Lock
+
+import numpy as np
+
+from .judgement import Judgement, Verdict
+from .pair_features import FEATURE_NAMES, PairEvidence, WordVectors, pair_features
+from .pair_model import PairModel
+from .verifier import NearMissVerifier
+from .wordnet import WordNet
+
+DEFAULT_TARGET_PRECISION = 0.98
+MAX_BAR = 0.999  # auto-tightening stops here: above it nothing would be served
+
+
+_SAME = Judgement(1.0, 0.0, "")
+_CONTRACTIONS = {"'s": " is", "'re": " are", "'m": " am", "n't": " not", "'ll": " will", "'ve": " have",
+                 "'d": " would"}
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def same_wording_key(text: str) -> tuple[str, ...]:
+    """The words of a question with case, punctuation and contractions gone: equal keys ask the same thing."""
+    lowered = text.lower().replace("\u2019", "'")
+    lowered = lowered.replace("can't", "can not").replace("won't", "will not")
+    for short, long in _CONTRACTIONS.items():
+        lowered = lowered.replace(short, long)
+    return tuple(_WORD.findall(lowered))
+
+
+@dataclass
+class LearnedVerifier:
+    """``judge(query, candidates, category)`` scores every candidate of one lookup in one batch."""
+
+    wordnet: WordNet
+    model: PairModel
+    word_vectors: WordVectors
+    target_precision: Callable[[str], float] = field(default=lambda category: DEFAULT_TARGET_PRECISION)
+    rules: NearMissVerifier = field(default_factory=NearMissVerifier)
+    _raised: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _bars: dict[tuple[str, float], float] = field(default_factory=dict, init=False, repr=False)
+    _lock: Lock = field(default_factory=Lock, init=False, repr=False)
+
+    def bar(self, category: str) -> float:
+        """The probability a candidate of ``category`` needs: calibrated for its target, plus any auto-tightening."""
+        target = self.target_precision(category)
+        key = (category, target)
+        base = self._bars.get(key)
+        if base is None:
+            base = self._bars[key] = self.model.bar(category, target)
+        return min(MAX_BAR, max(base, base + self._raised.get(category, 0.0)))
+
+    def raise_bar(self, category: str, amount: float) -> float:
+        """Move ``category``'s bar by ``amount`` (negative lowers it back, never under the calibrated bar)."""
+        with self._lock:
+            self._raised[category] = max(0.0, self._raised.get(category, 0.0) + amount)
+            return self._raised[category]
+
+    def raised(self) -> dict[str, float]:
+        return dict(self._raised)
+
+    def judge(self, query: str, candidates: Sequence[tuple[str, float]], category: str,
+              explain: bool = False) -> list[Judgement]:
+        """One judgement per (cached question, similarity), in order; identical text is always served."""
+        bar = self.bar(category)
+        rows: list[np.ndarray] = []
+        extras: list[tuple[str, PairEvidence]] = []
+        slots: list[int] = []
+        out: list[Judgement | None] = []
+        wording = same_wording_key(query)
+        for cached, similarity in candidates:
+            if cached == query or same_wording_key(cached) == wording:
+                out.append(_SAME)  # the same words, but for case, punctuation and contractions
+                continue
+            seen = self.rules.inspect(query, cached)
+            row, evidence = pair_features(seen.a, seen.b, seen.diff, similarity, seen.reason, self.wordnet,
+                                          self.word_vectors)
+            slots.append(len(out))
+            out.append(None)
+            rows.append(row)
+            extras.append((seen.reason, evidence))
+        if rows:
+            probabilities = self.model.probability(np.stack(rows))
+            for slot, p, row, (rule, evidence) in zip(slots, probabilities, rows, extras, strict=True):
+                out[slot] = Judgement(float(p), bar, rule, evidence if explain else None,
+                                      dict(zip(FEATURE_NAMES, map(float, row), strict=True)) if explain else {})
+        return [j if j is not None else _SAME for j in out]
+
+    def verify(self, query: str, cached_query: str, similarity: float, category: str) -> Verdict:
+        """The one-candidate form of judge(), for callers of the plain verifier protocol."""
+        return self.judge(query, [(cached_query, similarity)], category)[0].verdict()

@@ -1,0 +1,1 @@
+"""Training pairs for the learned verifier: shipped seed intents and the rewrites that multiply them."""
