@@ -351,7 +351,7 @@ async def run_compare(args: argparse.Namespace) -> None:
     with baseline_mirror(args.baseline_rev) as mirror, ExitStack() as stack:
         cwd = str(mirror.parent)  # not the checkout: `python -m` puts the working directory first on sys.path
         pythonpath = os.pathsep.join(filter(None, (str(mirror), os.environ.get("PYTHONPATH"))))
-        envs = {"upstream": {}, "before": {"PYTHONPATH": pythonpath}, "after": {}}
+        envs = {"upstream": {}, "before": {"PYTHONPATH": pythonpath}, "after": dict(args.after_env)}
         for side in SIDES:
             check_imports(side, envs[side], cwd, mirror)
         procs = {}
@@ -436,6 +436,10 @@ def main() -> None:
                         help="with --baseline-rev: long-prompt requests per row and repeat")
     parser.add_argument("--long-words", type=int, default=500,
                         help="with --baseline-rev: words per long prompt (the stub echoes it: a long answer)")
+    parser.add_argument("--after-env", metavar="KEY=VALUE", action="append", default=[],
+                        type=lambda kv: tuple(kv.split("=", 1)) if "=" in kv else parser.error(f"not KEY=VALUE: {kv}"),
+                        help="with --baseline-rev: an environment setting for this tree's proxies only (a config "
+                             "key the baseline does not know, e.g. CACHESVC__CACHE__TARGET_PRECISION=0.7)")
     parser.add_argument("--smoke", action="store_true", help="tiny counts and short prompts, to check it runs")
     args = parser.parse_args()
     if args.smoke:

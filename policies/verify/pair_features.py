@@ -30,6 +30,9 @@ _YES_NO = frozenset({"is", "are", "can", "could", "does", "do", "did", "should",
                      "has", "have", "may", "must"})
 _FORMS = ("none", "yes-no", "how", "how-long", "what", "which", "who", "where", "when", "why", "whose")
 _UNRELATED_BELOW = 0.45  # word-vector cosine under which two leftover words are not taken as one meaning
+MAX_COMPARED = 16  # leftover words per side paired across the sides (a look-alike differs in a few)
+MAX_COVERING = 48  # content words per side a leftover may be covered by
+MAX_ORDERED = 24  # content words per side whose order is compared (cubic in the count for sandwiched pairs)
 
 FEATURE_NAMES: tuple[str, ...] = (
     "cos", "items_a", "items_b", "items_max", "matched_share", "jaccard",
@@ -73,8 +76,10 @@ def pair_features(
     word_vectors: WordVectors,
 ) -> tuple[np.ndarray, PairEvidence]:
     """One feature row (FEATURE_NAMES) for a query ``a`` and a cached question ``b``."""
-    left_a, left_b = list(diff.only_a), list(diff.only_b)
-    vectors = word_vectors(sorted({_word(i) for i in (*a.items, *b.items)}))
+    # Bounded work whatever the questions' length: the pairings below are quadratic in these counts.
+    left_a, left_b = list(diff.only_a[:MAX_COMPARED]), list(diff.only_b[:MAX_COMPARED])
+    items_a_seen, items_b_seen = a.items[:MAX_COVERING], b.items[:MAX_COVERING]
+    vectors = word_vectors(sorted({_word(i) for i in (*left_a, *left_b, *items_a_seen, *items_b_seen)}))
     pair_counts = dict.fromkeys(_PAIRING, 0)
     relations: list[tuple[str, str, str, float]] = []
     wn_sims: list[float] = []
@@ -101,10 +106,10 @@ def pair_features(
     unpaired_a = [x for i, x in enumerate(left_a) if i not in used_a]
     unpaired_b = [y for i, y in enumerate(left_b) if i not in used_b]
     # How well each leftover word is covered by anything on the other side (sink ~ drain, unclog ~ blocked).
-    coverage = [max((_cos(vectors, x, y) for y in b.items), default=0.0) for x in left_a]
-    coverage += [max((_cos(vectors, y, x) for x in a.items), default=0.0) for y in left_b]
+    coverage = [max((_cos(vectors, x, y) for y in items_b_seen), default=0.0) for x in left_a]
+    coverage += [max((_cos(vectors, y, x) for x in items_a_seen), default=0.0) for y in left_b]
     keys_a, keys_b = a.keys, b.keys
-    only_a, only_b = _words_only(a, b, wordnet), _words_only(b, a, wordnet)
+    only_a, only_b = _words_only(a, b, wordnet)[:MAX_COMPARED], _words_only(b, a, wordnet)[:MAX_COMPARED]
     items_a, items_b = len(a.items), len(b.items)
     form_a, form_b = question_form(a), question_form(b)
     row = {
@@ -158,11 +163,11 @@ def _cos(vectors: Mapping[str, np.ndarray], x: Item, y: Item) -> float:
 def _inversions(a: QueryFeatures, b: QueryFeatures) -> int:
     """Pairs of shared content words that come in the opposite order on the two sides ("A to B" vs "B to A")."""
     position_b: dict[str, int] = {}
-    for item in b.items:
+    for item in b.items[:MAX_ORDERED]:
         for key in item.keys:
             position_b.setdefault(key, item.position)
     order = [next(position_b[k] for k in sorted(item.keys) if k in position_b)
-             for item in a.items if not item.keys.isdisjoint(position_b)]
+             for item in a.items[:MAX_ORDERED] if not item.keys.isdisjoint(position_b)]
     return sum(1 for i in range(len(order)) for j in range(i + 1, len(order)) if order[i] > order[j])
 
 
@@ -171,13 +176,13 @@ def _sandwiched(a: QueryFeatures, b: QueryFeatures) -> int:
     "B influence A" (roles swapped), unlike a phrase moved to the front ("in Python, sort a list")."""
     def positions(q: QueryFeatures) -> dict[str, int]:
         found: dict[str, int] = {}
-        for item in q.items:
+        for item in q.items[:MAX_ORDERED]:
             for key in sorted(item.keys):
                 found.setdefault(key, item.position)
         return found
 
     pa, pb = positions(a), positions(b)
-    shared = sorted(pa.keys() & pb.keys(), key=lambda k: pa[k])
+    shared = sorted(pa.keys() & pb.keys(), key=lambda k: (pa[k], k))
     shared = [k for i, k in enumerate(shared) if i == 0 or pa[k] != pa[shared[i - 1]]]
     count = 0
     for i, x in enumerate(shared):

@@ -18,6 +18,7 @@ from .query_features import QueryFeatures, analyze
 from .word_diff import WordDiff, diff_words
 
 ACCEPTED = Verdict(True, "")
+MAX_DIFF_ITEMS = 64  # content words a side that inspect() pairs up (diff_words is quadratic in them)
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,24 @@ class NearMissVerifier:
         del similarity, category  # the same contrasts matter in every category; thresholds handle the rest
         if query == cached_query:
             return ACCEPTED
-        reason = self.inspect(query, cached_query).reason
+        a = self.features(query)
+        b = self.features(cached_query)
+        reason = self._contrast(a, b)
+        if not reason:  # the word diff only when the cheap rules found nothing: it is the costly part
+            reason = self._diff_contrast(a, b, diff_words(a, b, self._lex))
         return Verdict(False, reason) if reason else ACCEPTED
 
     def inspect(self, query: str, cached_query: str) -> Inspection:
-        """Both questions analysed, their word diff, and the first rule that fires ("" when none does)."""
+        """Both questions analysed, their word diff (of the first MAX_DIFF_ITEMS content words a side: bounded
+        work for the learned verifier's features), and the first rule that fires ("" when none does)."""
         a = self.features(query)
         b = self.features(cached_query)
-        diff = diff_words(a, b, self._lex)
-        reason = (
+        diff = diff_words(a, b, self._lex, limit=MAX_DIFF_ITEMS)
+        reason = self._contrast(a, b) or self._diff_contrast(a, b, diff)
+        return Inspection(a, b, diff, reason)
+
+    def _contrast(self, a: QueryFeatures, b: QueryFeatures) -> str:
+        return (
             rules.numbers_differ(a, b)
             or rules.units_differ(a, b)
             or rules.entities_differ(a, b)
@@ -74,9 +84,9 @@ class NearMissVerifier:
             or rules.negation_differs(a, b, self._lex)
             or rules.antonyms_differ(a, b, self._lex)
         )
-        if not reason:
-            reason = rules.names_differ(diff, self._lex) or self.substitution(a, b, diff)
-        return Inspection(a, b, diff, reason)
+
+    def _diff_contrast(self, a: QueryFeatures, b: QueryFeatures, diff: WordDiff) -> str:
+        return rules.names_differ(diff, self._lex) or self.substitution(a, b, diff)
 
     def features(self, text: str) -> QueryFeatures:
         """The analysed question, from a small LRU cache."""

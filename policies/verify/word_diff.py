@@ -25,10 +25,11 @@ class WordDiff:
     matched: int
 
 
-def diff_words(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex) -> WordDiff:
-    """Pair up content words: same canonical key first, then typo, compound, prefix, abbreviation."""
-    left = list(a.items)
-    right = list(b.items)
+def diff_words(a: QueryFeatures, b: QueryFeatures, lex: LexiconIndex, limit: int | None = None) -> WordDiff:
+    """Pair up content words: same canonical key first, then typo, compound, prefix, abbreviation (of the first
+    ``limit`` content words of each side, when given)."""
+    left = list(a.items[:limit])
+    right = list(b.items[:limit])
     matched = 0
 
     def unknown_slip(x: Item, y: Item) -> bool:

@@ -93,3 +93,39 @@ def test_word_vectors_are_cached_and_bounded(encode: Callable[[list[str]], np.nd
     vectors(["a" * 100, "tap", "pipe"])  # an over-long "word" gets no vector and costs nothing
     assert calls[-1] == ["tap", "pipe"] and len(vectors) == 3
     assert float(np.dot(first["sink"], first["drain"])) > 0.3
+
+
+def test_work_per_pair_is_bounded_whatever_the_length(verifier: LearnedVerifier) -> None:
+    """A 4,000-character pair (the longest the semantic tier takes) costs a bounded number of word vectors and
+    WordNet look-ups, not a number that grows with the questions."""
+    from cachesvc.policies.verify.pair_features import MAX_COMPARED, MAX_COVERING
+
+    rng = np.random.default_rng(0)
+    vocabulary = [f"term{i}" for i in range(3000)] + ["not", "safe", "big", "small", "open", "closed"]
+
+    def question() -> str:
+        return " ".join(rng.choice(vocabulary, size=700))[:4000]
+
+    asked: list[int] = []
+    relations = 0
+    wordnet = verifier.wordnet
+    original = wordnet.relation
+
+    def counting_relation(a: str, b: str, max_senses: int = 4) -> object:
+        nonlocal relations
+        relations += 1
+        return original(a, b, max_senses)
+
+    def counting_vectors(words: object) -> object:
+        asked.append(len(list(words)))  # type: ignore[call-overload]
+        return verifier.word_vectors(words)  # type: ignore[arg-type]
+
+    bounded = LearnedVerifier(wordnet, verifier.model, counting_vectors)  # type: ignore[arg-type]
+    wordnet.relation = counting_relation  # type: ignore[method-assign]
+    try:
+        judged = bounded.judge(question(), [(question(), 0.6) for _ in range(4)], "knowledge")
+    finally:
+        del wordnet.relation
+    assert len(judged) == 4 and all(0.0 <= j.probability <= 1.0 for j in judged)
+    assert max(asked) <= 2 * (MAX_COMPARED + MAX_COVERING)
+    assert relations <= 4 * 2 * MAX_COMPARED * MAX_COMPARED
