@@ -3,6 +3,7 @@ under a second) before the semantic tier serves; the rule verifiers are ready at
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,13 +14,24 @@ from cachesvc.embedding.encoders import Encode
 from cachesvc.embedding.word_vectors import WordVectors
 from cachesvc.policies.verify.judgement import Judgement, RuleJudge
 from cachesvc.policies.verify.learned_verifier import LearnedVerifier
-from cachesvc.policies.verify.pair_model import load_pair_model
+from cachesvc.policies.verify.pair_model import PairModel, load_pair_model
 from cachesvc.policies.verify.verifier import RULE_VERIFIERS
-from cachesvc.policies.verify.wordnet import load_wordnet
+from cachesvc.policies.verify.wordnet import WordNet, load_wordnet
 from cachesvc.verifier.wordnet_data import default_wordnet_dir
 
 log = logging.getLogger("cachesvc")
 VERIFIER_NAMES = ("learned", *sorted(RULE_VERIFIERS))
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_wordnet(folder: Path) -> WordNet:
+    """One WordNet per folder and process (about 120 MB): read-only tables, shared by every app in the process."""
+    return load_wordnet(folder)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_pair_model(path: Path | None) -> PairModel:
+    return load_pair_model(path)
 
 
 class VerifierRuntime:
@@ -48,8 +60,8 @@ class VerifierRuntime:
         if self.ready:
             return
         wordnet_dir = Path(self._config.wordnet_dir) if self._config.wordnet_dir else default_wordnet_dir()
-        wordnet = load_wordnet(wordnet_dir)
-        model = load_pair_model(Path(self._config.pair_model) if self._config.pair_model else None)
+        wordnet = _shared_wordnet(wordnet_dir.resolve())
+        model = _shared_pair_model(Path(self._config.pair_model).resolve() if self._config.pair_model else None)
         self.word_vectors = WordVectors(lambda words: self._encoder()(list(words)))
         self._learned = LearnedVerifier(wordnet, model, self.word_vectors, target_precision=self.target_precision)
         log.info("learned verifier ready: bars %s", {c: round(self.bar(c), 3) for c in self._config.categories})

@@ -176,3 +176,36 @@ async def test_background_judge_answers_for_next_time(make_proxy: Any) -> None:
             async with session.get(f"{proxy.root}/admin/stats", headers=ADMIN) as response:
                 stats = await response.json()
             assert stats["judge"]["calls"] == 1 and stats["judge"]["mode"] == "background"
+
+
+async def test_without_wordnet_the_cache_says_why_and_requests_pass_through(
+        stub: Stub, encode: Callable[[list[str]], np.ndarray], tmp_path: Any) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from cachesvc.embedding.embedder import Embedder
+    from cachesvc.server.app import create_app
+    from cachesvc.server.services import SERVICES
+
+    config = proxy_config(stub.url, **{"cache.wordnet_dir": str(tmp_path)})
+    app = create_app(config, embedder=Embedder(config.cache.embedding, encode=encode))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        services = app[SERVICES]
+        for _ in range(600):  # bounded: the warm-up fails within seconds
+            if services.warmup.error:
+                break
+            await asyncio.sleep(0.05)
+        assert services.warmup.error and "fetch-wordnet" in services.warmup.error
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/healthz") as response:
+                assert response.status == 503
+                assert "fetch-wordnet" in (await response.json())["error"]
+            body = {"model": "stub-model", "messages": [{"role": "user", "content": ORIGINAL}]}
+            async with session.post(f"{base}/v1/chat/completions", json=body) as response:
+                assert response.status == 200
+                assert response.headers["x-cachesvc-cache"] == "bypass"
+                assert (await response.json())["choices"][0]["message"]["content"] == answer_text(ORIGINAL)
+    finally:
+        await server.close()
