@@ -218,9 +218,6 @@ class CacheConfig:
             raise ValueError(f"{key}.categories must keep a 'default' category")
         if not 0.5 <= self.target_precision < 1.0:
             raise ValueError(f"{key}.target_precision must be in [0.5, 1)")
-        for name, policy in self.categories.items():
-            if policy.target_precision is not None and not 0.5 <= policy.target_precision < 1.0:
-                raise ValueError(f"{key}.categories.{name}.target_precision must be in [0.5, 1) or null")
         if self.auto_tighten and self.verifier != "learned":
             raise ValueError(f"{key}.auto_tighten needs cache.verifier: learned (it moves the learned bars)")
         if self.judge is not None:

@@ -9,6 +9,7 @@ O(1) bookkeeping and no tuning, unlike frequency counts that keep a once-popular
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections import OrderedDict
@@ -155,8 +156,10 @@ class SemanticCache:
         if not shortlist:
             return None
         t2 = time.perf_counter()  # off the loop: the verifier's cost grows with the questions
-        judged = await loop.run_in_executor(self._executor, self._verifier.judge, query,
-                                            [(entry.query or "", sim) for entry, sim in shortlist], policy.category)
+        judged = await loop.run_in_executor(
+            self._executor, functools.partial(self._verifier.judge, query,
+                                              [(entry.query or "", sim) for entry, sim in shortlist],
+                                              policy.category, pressure=policy.pressure))
         timings.verify_s = time.perf_counter() - t2
         timings.best_rejected = None
         for (entry, similarity), judgement in zip(shortlist, judged, strict=True):
@@ -170,9 +173,9 @@ class SemanticCache:
                 timings.best_rejected = (entry, similarity, judgement.probability)
         return None
 
-    def verifier_bar(self, category: str) -> float:
-        """The probability the verifier asks of a candidate in ``category``."""
-        return self._verifier.bar(category)
+    def verifier_bar(self, category: str, pressure: float = 0.0) -> float:
+        """The probability the verifier asks of a candidate in ``category`` at this upstream pressure."""
+        return self._verifier.bar(category, pressure)
 
     def _servable(self, entry: CacheEntry, policy: EffectivePolicy, max_age_s: float | None) -> bool:
         now = self._clock()

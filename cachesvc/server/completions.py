@@ -108,7 +108,7 @@ class CompletionsService:
                 ctx.stages[stage] = getattr(timings, f"{stage}_s")
                 self._metrics.record_lookup_stage(stage, ctx.stages[stage])
             if hit is None and timings.best_rejected is not None and self._judge is not None:
-                hit = await self._ask_judge(ctx, query, timings.best_rejected, category)
+                hit = await self._ask_judge(ctx, query, timings.best_rejected, category, pressure)
             if hit is not None:
                 return await self._serve_hit(ctx, hit), "hit"
 
@@ -164,7 +164,7 @@ class CompletionsService:
         return response, "bypass"
 
     async def _ask_judge(self, ctx: RequestContext, query: str, near_miss: tuple[CacheEntry, float, float],
-                         category: str) -> Hit | None:
+                         category: str, pressure: float) -> Hit | None:
         """A borderline candidate (probability within the judge's band under the bar) goes to the judge: a cached
         yes serves it; inline mode waits for a verdict within its budget; background mode asks for next time."""
         assert self._judge is not None
@@ -175,7 +175,7 @@ class CompletionsService:
         if self._judge.cached(query, cached_question) is True:
             ctx.headers["x-cachesvc-verified-by"] = "judge"
             return Hit(entry, "semantic", similarity, probability)
-        if probability < self._verifier_bar(category) - judge_config.band:
+        if probability < self._cache.verifier_bar(category, pressure) - judge_config.band:
             return None
         if self._judge.mode == "background":
             if self._judge.same_question_later(query, cached_question):
@@ -188,9 +188,6 @@ class CompletionsService:
             ctx.headers["x-cachesvc-verified-by"] = "judge"
             return Hit(entry, "semantic", similarity, probability)
         return None
-
-    def _verifier_bar(self, category: str) -> float:
-        return self._cache.verifier_bar(category)
 
     async def _serve_hit(self, ctx: RequestContext, hit: Hit) -> web.StreamResponse:
         entry = hit.entry

@@ -63,7 +63,8 @@ class VerifierRuntime:
         wordnet = _shared_wordnet(wordnet_dir.resolve())
         model = _shared_pair_model(Path(self._config.pair_model).resolve() if self._config.pair_model else None)
         self.word_vectors = WordVectors(lambda words: self._encoder()(list(words)))
-        self._learned = LearnedVerifier(wordnet, model, self.word_vectors, target_precision=self.target_precision)
+        self._learned = LearnedVerifier(wordnet, model, self.word_vectors, target_precision=self.target_precision,
+                                        min_target_precision=lambda c: self._config.category(c).min_target_precision)
         log.info("learned verifier ready: bars %s", {c: round(self.bar(c), 3) for c in self._config.categories})
 
     @property
@@ -71,16 +72,16 @@ class VerifierRuntime:
         return self._learned
 
     def judge(self, query: str, candidates: Sequence[tuple[str, float]], category: str,
-              explain: bool = False) -> list[Judgement]:
+              explain: bool = False, pressure: float = 0.0) -> list[Judgement]:
         if self._rules is not None:
-            return self._rules.judge(query, candidates, category, explain)
+            return self._rules.judge(query, candidates, category, explain, pressure)
         if self._learned is None:
             raise RuntimeError("the learned verifier is used before load()")
-        return self._learned.judge(query, candidates, category, explain)
+        return self._learned.judge(query, candidates, category, explain, pressure)
 
-    def bar(self, category: str) -> float:
+    def bar(self, category: str, pressure: float = 0.0) -> float:
         if self._learned is not None:
-            return self._learned.bar(category)
+            return self._learned.bar(category, pressure)
         return 0.5
 
     def stats(self) -> dict[str, Any]:

@@ -26,6 +26,8 @@ class CategoryPolicy:
     min_similarity_threshold: float | None = None
     max_ttl_factor: float = 1.0
     target_precision: float | None = None  # the learned verifier's target here (None: cache.target_precision)
+    # Under overload the load policy may lower the learned verifier's target precision down to this (None: never).
+    min_target_precision: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.similarity_threshold <= 1.0:
@@ -41,6 +43,10 @@ class CategoryPolicy:
             )
         if self.max_ttl_factor < 1.0:
             raise ValueError(f"categories.{self.name}.max_ttl_factor must be >= 1")
+        for name in ("target_precision", "min_target_precision"):
+            value = getattr(self, name)
+            if value is not None and not 0.5 <= value < 1.0:
+                raise ValueError(f"categories.{self.name}.{name} must be in [0.5, 1) or null")
 
     @property
     def threshold_floor(self) -> float:
@@ -63,26 +69,26 @@ DAY = 24 * HOUR
 DEFAULT_CATEGORIES: dict[str, CategoryPolicy] = {
     "code": CategoryPolicy(
         "code", similarity_threshold=0.55, ttl_s=30 * DAY, max_entries=50_000,
-        min_similarity_threshold=0.5, max_ttl_factor=2.0,
+        min_similarity_threshold=0.5, max_ttl_factor=2.0, min_target_precision=0.95,
     ),
     "conversation": CategoryPolicy(
         "conversation", similarity_threshold=0.5, ttl_s=7 * DAY, max_entries=20_000,
-        min_similarity_threshold=0.45, max_ttl_factor=2.0,
+        min_similarity_threshold=0.45, max_ttl_factor=2.0, min_target_precision=0.95,
     ),
     "volatile": CategoryPolicy(
         "volatile", similarity_threshold=0.44, ttl_s=300.0, max_entries=5_000,
-        min_similarity_threshold=0.42, max_ttl_factor=3.0,
+        min_similarity_threshold=0.42, max_ttl_factor=3.0, min_target_precision=0.95,
     ),
     "math": CategoryPolicy(
         "math", similarity_threshold=0.42, ttl_s=30 * DAY, max_entries=20_000,
-        min_similarity_threshold=0.39, max_ttl_factor=2.0,
+        min_similarity_threshold=0.39, max_ttl_factor=2.0, min_target_precision=0.95,
     ),
     "knowledge": CategoryPolicy(
         "knowledge", similarity_threshold=0.5, ttl_s=30 * DAY, max_entries=50_000,
-        min_similarity_threshold=0.45, max_ttl_factor=2.0,
+        min_similarity_threshold=0.45, max_ttl_factor=2.0, min_target_precision=0.95,
     ),
     "default": CategoryPolicy(
         "default", similarity_threshold=0.55, ttl_s=DAY, max_entries=20_000,
-        min_similarity_threshold=0.5, max_ttl_factor=2.0,
+        min_similarity_threshold=0.5, max_ttl_factor=2.0, min_target_precision=0.95,
     ),
 }

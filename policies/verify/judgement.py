@@ -36,11 +36,11 @@ class Judgement:
 
 class PairJudge(Protocol):
     def judge(self, query: str, candidates: Sequence[tuple[str, float]], category: str,
-              explain: bool = False) -> list[Judgement]:
-        """One judgement per (cached question, similarity), in order."""
+              explain: bool = False, pressure: float = 0.0) -> list[Judgement]:
+        """One judgement per (cached question, similarity), in order; ``pressure`` (0..1) is the upstream's load."""
         ...
 
-    def bar(self, category: str) -> float:
+    def bar(self, category: str, pressure: float = 0.0) -> float:
         """The probability a candidate of ``category`` must reach to be served."""
         ...
 
@@ -52,12 +52,12 @@ class RuleJudge:
     verify: Callable[[str, str, float, str], Verdict]
 
     def judge(self, query: str, candidates: Sequence[tuple[str, float]], category: str,
-              explain: bool = False) -> list[Judgement]:
+              explain: bool = False, pressure: float = 0.0) -> list[Judgement]:
         out = []
         for cached, similarity in candidates:
             verdict = self.verify(query, cached, similarity, category)
             out.append(Judgement(1.0 if verdict.accepted else 0.0, 0.5, verdict.reason))
         return out
 
-    def bar(self, category: str) -> float:
+    def bar(self, category: str, pressure: float = 0.0) -> float:
         return 0.5

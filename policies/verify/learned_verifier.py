@@ -44,14 +44,25 @@ class LearnedVerifier:
     model: PairModel
     word_vectors: WordVectors
     target_precision: Callable[[str], float] = field(default=lambda category: DEFAULT_TARGET_PRECISION)
+    # The lowest target the load policy may relax a category to at full upstream pressure (None: no relaxation).
+    min_target_precision: Callable[[str], float | None] = field(default=lambda category: None)
     rules: NearMissVerifier = field(default_factory=NearMissVerifier)
     _raised: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     _bars: dict[tuple[str, float], float] = field(default_factory=dict, init=False, repr=False)
     _lock: Lock = field(default_factory=Lock, init=False, repr=False)
 
-    def bar(self, category: str) -> float:
-        """The probability a candidate of ``category`` needs: calibrated for its target, plus any auto-tightening."""
+    def target(self, category: str, pressure: float = 0.0) -> float:
+        """The category's target precision, relaxed linearly towards its floor as upstream pressure rises."""
         target = self.target_precision(category)
+        floor = self.min_target_precision(category)
+        if floor is None or floor >= target:
+            return target
+        return target - max(0.0, min(1.0, pressure)) * (target - floor)
+
+    def bar(self, category: str, pressure: float = 0.0) -> float:
+        """The probability a candidate of ``category`` needs: calibrated for its (load-relaxed) target, plus any
+        auto-tightening."""
+        target = round(self.target(category, pressure), 4)
         key = (category, target)
         base = self._bars.get(key)
         if base is None:
@@ -68,9 +79,9 @@ class LearnedVerifier:
         return dict(self._raised)
 
     def judge(self, query: str, candidates: Sequence[tuple[str, float]], category: str,
-              explain: bool = False) -> list[Judgement]:
+              explain: bool = False, pressure: float = 0.0) -> list[Judgement]:
         """One judgement per (cached question, similarity), in order; identical text is always served."""
-        bar = self.bar(category)
+        bar = self.bar(category, pressure)
         rows: list[np.ndarray] = []
         extras: list[tuple[str, PairEvidence]] = []
         slots: list[int] = []

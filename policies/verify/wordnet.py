@@ -104,9 +104,6 @@ class WordNet:
 
     # ---- words --------------------------------------------------------------------------------------------
 
-    def knows(self, word: str) -> bool:
-        return bool(self.base_forms(word))
-
     def base_forms(self, word: str, pos: str | None = None) -> tuple[str, ...]:
         """The lemmas a surface form may be (``mice`` -> ``mouse``, ``ran`` -> ``run``), the word itself first."""
         key = (word.lower().replace(" ", "_"), pos)

@@ -129,3 +129,17 @@ def test_work_per_pair_is_bounded_whatever_the_length(verifier: LearnedVerifier)
     assert len(judged) == 4 and all(0.0 <= j.probability <= 1.0 for j in judged)
     assert max(asked) <= 2 * (MAX_COMPARED + MAX_COVERING)
     assert relations <= 4 * 2 * MAX_COMPARED * MAX_COMPARED
+
+
+def test_upstream_pressure_relaxes_the_target_within_its_floor(verifier: LearnedVerifier) -> None:
+    relaxing = LearnedVerifier(verifier.wordnet, verifier.model, verifier.word_vectors,
+                               target_precision=lambda category: 0.98,
+                               min_target_precision=lambda category: 0.9 if category == "knowledge" else None)
+    at_floor = LearnedVerifier(verifier.wordnet, verifier.model, verifier.word_vectors,
+                               target_precision=lambda category: 0.9)
+    assert relaxing.target("knowledge", 0.0) == 0.98 and relaxing.target("knowledge", 1.0) == pytest.approx(0.9)
+    assert relaxing.target("knowledge", 0.5) == pytest.approx(0.94)
+    assert relaxing.target("knowledge", 7.0) == pytest.approx(0.9)  # pressure is clamped to [0, 1]
+    assert relaxing.bar("knowledge", 1.0) == at_floor.bar("knowledge")
+    assert relaxing.bar("knowledge", 1.0) <= relaxing.bar("knowledge", 0.5) <= relaxing.bar("knowledge", 0.0)
+    assert relaxing.bar("code", 1.0) == relaxing.bar("code", 0.0)  # no floor: no relaxation
