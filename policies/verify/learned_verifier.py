@@ -25,15 +25,37 @@ _SAME = Judgement(1.0, 0.0, "")
 _CONTRACTIONS = {"'s": " is", "'re": " are", "'m": " am", "n't": " not", "'ll": " will", "'ve": " have",
                  "'d": " would"}
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# Ways to open a how-to question that ask the same thing, and words of politeness that ask nothing: a small rule
+# for what neither WordNet nor the model holds (they are function words, which both ignore or weigh wrongly).
+_HOW_TO = ("how do i", "how can i", "how should i", "how would i", "how could i", "how to", "how does one",
+           "what is the best way to", "what is the way to", "what is the easiest way to", "whats the best way to")
+_POLITE_OPENINGS = ("please", "pls", "plz", "hi", "hello", "hey", "quick question", "can you tell me",
+                    "could you tell me", "do you know", "i was wondering", "i want to know")
+_POLITE_ENDINGS = ("please", "pls", "plz", "thanks", "thank you", "thx")
 
 
 def same_wording_key(text: str) -> tuple[str, ...]:
-    """The words of a question with case, punctuation and contractions gone: equal keys ask the same thing."""
+    """The words of a question with case, punctuation, contractions, politeness and the how-to opening
+    normalized: equal keys ask the same thing."""
     lowered = text.lower().replace("\u2019", "'")
     lowered = lowered.replace("can't", "can not").replace("won't", "will not")
     for short, long in _CONTRACTIONS.items():
         lowered = lowered.replace(short, long)
-    return tuple(_WORD.findall(lowered))
+    words = " ".join(_WORD.findall(lowered))
+    changed = True
+    while changed:
+        changed = False
+        for opening in _POLITE_OPENINGS:
+            if words.startswith(opening + " "):
+                words, changed = words[len(opening) + 1:], True
+        for ending in _POLITE_ENDINGS:
+            if words.endswith(" " + ending):
+                words, changed = words[: -len(ending) - 1], True
+    for opening in _HOW_TO:
+        if words.startswith(opening + " "):
+            words = "how-to " + words[len(opening) + 1:]
+            break
+    return tuple(words.split())
 
 
 @dataclass

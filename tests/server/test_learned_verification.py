@@ -17,8 +17,9 @@ from tests.verifier.fake_judge import FakeJudge, running
 
 ADMIN = {"x-admin-key": "admin-secret"}
 ORIGINAL = "How do I sort a list of numbers in descending order in Python?"
-PARAPHRASE = "How can I sort a list of numbers in descending order in Python?"
-TARGET = 0.7  # the calibrated bar for this target serves PARAPHRASE; the shipped 0.98 serves only surer pairs
+PARAPHRASE = "How can I sort a list of numbers in descending order in Python?"  # same wording: always served
+REWORDED = "In Python, how do I sort a list of numbers from largest to smallest?"  # the model decides (p ~0.37)
+TARGET = 0.7
 TRAP = "How do I sort a list of numbers in ascending order in Python?"
 
 
@@ -50,11 +51,12 @@ async def test_the_shipped_target_serves_only_sure_pairs(make_proxy: Any) -> Non
     proxy = await make_proxy(**{"cache.target_precision": 0.98})
     async with aiohttp.ClientSession() as session:
         await chat(session, proxy, ORIGINAL)
-        _, headers = await chat(session, proxy, PARAPHRASE)
-        assert headers["x-cachesvc-cache"] == "miss"  # probability ~0.77, under the 0.98 bar (~0.85)
-        text, headers = await chat(session, proxy, ORIGINAL.lower().rstrip("?"))
-        assert headers["x-cachesvc-tier"] == "semantic" and float(headers["x-cachesvc-confidence"]) == 1.0
-        assert text == answer_text(ORIGINAL)
+        _, headers = await chat(session, proxy, REWORDED)
+        assert headers["x-cachesvc-cache"] == "miss"  # the model is not sure enough for the 0.98 bar
+        for same in (ORIGINAL.lower().rstrip("?"), PARAPHRASE, "please, " + ORIGINAL):
+            text, headers = await chat(session, proxy, same)
+            assert headers["x-cachesvc-tier"] == "semantic" and float(headers["x-cachesvc-confidence"]) == 1.0
+            assert text == answer_text(ORIGINAL)
 
 
 async def test_semantic_hit_carries_its_confidence_and_the_verifier_share(make_proxy: Any) -> None:

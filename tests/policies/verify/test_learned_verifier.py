@@ -27,9 +27,13 @@ def similarity(request: pytest.FixtureRequest) -> Callable[[str, str], float]:
     return lambda a, b: float(np.dot(*encode([a, b])))
 
 
-def test_same_wording_is_case_punctuation_and_contractions() -> None:
+def test_same_wording_is_case_punctuation_contractions_politeness_and_how_to() -> None:
     assert same_wording_key("What's the capital of France?") == same_wording_key("what is the capital of france")
     assert same_wording_key("It isn't safe") == same_wording_key("it is not safe!")
+    assert same_wording_key("Hey, how can I sort a list?") == same_wording_key("how do I sort a list, please")
+    assert same_wording_key("What's the best way to sort a list") == same_wording_key("how to sort a list")
+    assert same_wording_key("how long does it take to boil an egg") != same_wording_key("how to boil an egg")
+    assert same_wording_key("how do I sort ascending") != same_wording_key("how do I sort descending")
     assert same_wording_key("Is 5 prime?") != same_wording_key("Is 6 prime?")
     assert same_wording_key("safe") != same_wording_key("not safe")
 
@@ -52,7 +56,7 @@ def test_look_alikes_score_under_paraphrases(verifier: LearnedVerifier, similari
                                         (look_alike, similarity(cached, look_alike))], "knowledge")
     assert good.probability > bad.probability
     assert not bad.accepted  # at the shipped 0.98 target
-    assert bad.bar == good.bar == verifier.bar("knowledge")
+    assert bad.bar == verifier.bar("knowledge")
 
 
 def test_judge_is_batched_in_order_and_explains(verifier: LearnedVerifier) -> None:
