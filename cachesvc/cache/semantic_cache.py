@@ -161,7 +161,6 @@ class SemanticCache:
                                               [(entry.query or "", sim) for entry, sim in shortlist],
                                               policy.category, pressure=policy.pressure))
         timings.verify_s = time.perf_counter() - t2
-        timings.best_rejected = None
         for (entry, similarity), judgement in zip(shortlist, judged, strict=True):
             if judgement.accepted:
                 self._touch(entry)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,9 +134,8 @@ class AgreementMonitor:
                         rate, self._verifier.target_precision(category), raised, learned.bar(category))
 
     def stats(self) -> dict[str, Any]:
-        per_category: Mapping[str, deque[bool]] = self._windows
         return {"sample_rate": self._agreement.sample_rate, "auto_tighten": self._config.auto_tighten,
                 "in_flight": len(self._pending), "dropped": self.dropped, "failed": self.failed,
                 "categories": {c: {"checks": len(w), "agreement": round(sum(w) / len(w), 4) if w else None,
                                    "target": self._verifier.target_precision(c)}
-                               for c, w in per_category.items()}}
+                               for c, w in self._windows.items()}}

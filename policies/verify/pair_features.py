@@ -20,8 +20,9 @@ from .wordnet import Relation, WordNet
 WordVectors = Callable[[Sequence[str]], Mapping[str, np.ndarray]]
 """Unit-length vectors for words (the embedding model run on each word alone), looked up in one batch."""
 
+# Every reason a near-miss rule can give (tests/policies/verify/test_pair_model.py keeps the two in step).
 RULE_REASONS = ("number-mismatch", "unit-mismatch", "entity-mismatch", "date-mismatch", "direction-swap",
-                "negation", "antonym", "name-mismatch", "substitution", "asset-mismatch")
+                "negation", "antonym", "scope-change", "substitution")
 _PAIRING = (Relation.SAME, Relation.SYNONYM, Relation.DERIVED, Relation.SIMILAR, Relation.ANTONYM,
             Relation.HYPERNYM, Relation.SISTER, Relation.KIN)
 _WH_LONG = frozenset({"long", "much", "many", "often", "far", "old", "big", "soon", "late", "early", "fast"})
@@ -79,7 +80,7 @@ def pair_features(
     # Bounded work whatever the questions' length: the pairings below are quadratic in these counts.
     left_a, left_b = list(diff.only_a[:MAX_COMPARED]), list(diff.only_b[:MAX_COMPARED])
     items_a_seen, items_b_seen = a.items[:MAX_COVERING], b.items[:MAX_COVERING]
-    vectors = word_vectors(sorted({_word(i) for i in (*left_a, *left_b, *items_a_seen, *items_b_seen)}))
+    vectors = word_vectors(sorted({i.surface for i in (*left_a, *left_b, *items_a_seen, *items_b_seen)}))
     pair_counts = dict.fromkeys(_PAIRING, 0)
     relations: list[tuple[str, str, str, float]] = []
     wn_sims: list[float] = []
@@ -93,7 +94,7 @@ def pair_features(
         if ia in used_a or ib in used_b:
             continue
         x, y = left_a[ia], left_b[ib]
-        relation = wordnet.relation(_word(x), _word(y))
+        relation = wordnet.relation(x.surface, y.surface)
         if relation is Relation.NONE and sim < _UNRELATED_BELOW:
             continue
         used_a.add(ia)
@@ -101,7 +102,7 @@ def pair_features(
         if relation is not Relation.NONE:
             pair_counts[relation] += 1
         relations.append((x.surface, y.surface, relation.value, round(sim, 3)))
-        wn_sims.append(wordnet.similarity(_word(x), _word(y)))
+        wn_sims.append(wordnet.similarity(x.surface, y.surface))
         pair_sims.append(sim)
     unpaired_a = [x for i, x in enumerate(left_a) if i not in used_a]
     unpaired_b = [y for i, y in enumerate(left_b) if i not in used_b]
@@ -132,8 +133,8 @@ def pair_features(
         "form_a": _FORMS.index(form_a), "form_b": _FORMS.index(form_b),
         "words_only_a": len(only_a), "words_only_b": len(only_b),
         "antonym_any": sum(1 for x in only_a for y in only_b if wordnet.relation(x, y) is Relation.ANTONYM),
-        "left_rarity_a": max((_rarity(wordnet, _word(x)) for x in unpaired_a), default=0.0),
-        "left_rarity_b": max((_rarity(wordnet, _word(y)) for y in unpaired_b), default=0.0),
+        "left_rarity_a": max((_rarity(wordnet, x.surface) for x in unpaired_a), default=0.0),
+        "left_rarity_b": max((_rarity(wordnet, y.surface) for y in unpaired_b), default=0.0),
         "negations_a": len(a.negations), "negations_b": len(b.negations),
         "negations_differ": float(bool(a.negations) != bool(b.negations)),
         "numbers_a": len(a.numbers), "numbers_b": len(b.numbers), "numbers_shared": len(a.numbers & b.numbers),
@@ -145,16 +146,12 @@ def pair_features(
     return features, evidence
 
 
-def _word(item: Item) -> str:
-    return item.surface
-
-
 def _named(item: Item) -> bool:
     return item.named or any(":" in key for key in item.keys)
 
 
 def _cos(vectors: Mapping[str, np.ndarray], x: Item, y: Item) -> float:
-    vx, vy = vectors.get(_word(x)), vectors.get(_word(y))
+    vx, vy = vectors.get(x.surface), vectors.get(y.surface)
     if vx is None or vy is None:
         return 0.0
     return float(np.dot(vx, vy))

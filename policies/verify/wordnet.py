@@ -9,6 +9,7 @@ integer-keyed tables, then pickled next to the data so later loads take a fracti
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +26,7 @@ _MORPHY_RULES = {
     "r": (),
 }
 PICKLE_NAME = "cachesvc-wordnet.pickle"
-PICKLE_VERSION = 3
+PICKLE_VERSION = 4
 _SPECIFIC_DEPTH = 5  # a shared hypernym this deep names one kind of thing (not "object", "abstraction")
 # Files that say nothing about kind: all adjectives (adj.all, adj.pert, adj.ppl), all adverbs, noun.Tops.
 _BROAD_FILES = frozenset({None, 0, 1, 2, 3, 44})
@@ -98,8 +99,8 @@ class WordNet:
                 exc[form] = tuple(bases)
             wn.exceptions[pos] = exc
         wn.depth = _depths(wn.hypernyms, wn.lemmas.keys())
-        wn.antonyms = {k: frozenset(v) for k, v in antonyms.items()}
-        wn.derived = {k: frozenset(v) for k, v in derived.items()}
+        wn.antonyms = _resolve_lexical_pointers(wn, antonyms)
+        wn.derived = _resolve_lexical_pointers(wn, derived)
         return wn
 
     # ---- words --------------------------------------------------------------------------------------------
@@ -271,11 +272,11 @@ def _read_synset(wn: WordNet, line: str, antonyms: dict[str, set[str]], derived:
         wn.similar[sid] = tuple(similar)
 
 
-def _depths(hypernyms: dict[int, tuple[int, ...]], synsets: object) -> dict[int, int]:
+def _depths(hypernyms: dict[int, tuple[int, ...]], synsets: Iterable[int]) -> dict[int, int]:
     """Shortest hypernym path to a root, for every synset (iteratively: the tree is deeper than Python's stack
     would like in the worst case)."""
     depth: dict[int, int] = {}
-    for start in synsets:  # type: ignore[attr-defined]
+    for start in synsets:
         stack = [start]
         while stack:
             s = stack[-1]
@@ -297,23 +298,18 @@ def _clean_lemma(word: str) -> str:
     return word.split("(", 1)[0] if word.endswith(")") else word
 
 
-def resolve_lexical_pointers(wn: WordNet) -> None:
-    """Replace the (synset, word number) placeholders of antonym and derivation pointers by lemmas."""
-    for table_name in ("antonyms", "derived"):
-        table = getattr(wn, table_name)
-        resolved: dict[str, frozenset[str]] = {}
-        for lemma, targets in table.items():
-            words = set()
-            for target in targets:
-                if target.startswith("\0"):
-                    sid, number = target[1:].split(":")
-                    names = wn.lemmas.get(int(sid), ())
-                    if 0 < int(number) <= len(names):
-                        words.add(names[int(number) - 1])
-                else:
-                    words.add(target)
-            resolved[lemma] = frozenset(words - {lemma})
-        setattr(wn, table_name, resolved)
+def _resolve_lexical_pointers(wn: WordNet, table: dict[str, set[str]]) -> dict[str, frozenset[str]]:
+    """The lemmas the "(synset, word number)" placeholders of antonym or derivation pointers name."""
+    resolved: dict[str, frozenset[str]] = {}
+    for lemma, targets in table.items():
+        words = set()
+        for target in targets:
+            sid, number = target[1:].split(":")
+            names = wn.lemmas.get(int(sid), ())
+            if 0 < int(number) <= len(names):
+                words.add(names[int(number) - 1])
+        resolved[lemma] = frozenset(words - {lemma})
+    return resolved
 
 
 def _base_forms(wn: WordNet, word: str, pos: str | None) -> tuple[str, ...]:
@@ -348,7 +344,6 @@ def load_wordnet(folder: Path) -> WordNet:
     if not (folder / "data.noun").is_file():
         raise FileNotFoundError(f"{folder}: no WordNet 3.0 data (run `cachesvc fetch-wordnet`)")
     wn = WordNet.read(folder)
-    resolve_lexical_pointers(wn)
     try:
         wn.save(cached)
     except OSError:

@@ -72,3 +72,17 @@ def test_a_model_for_other_features_is_refused() -> None:
     data["format"] = 99
     with pytest.raises(ValueError, match="format"):
         PairModel.from_json(data)
+
+
+def test_every_reason_a_rule_gives_has_its_feature() -> None:
+    """A reason the features do not list would count only in rule_any; one no rule gives is a dead feature."""
+    import re
+    from pathlib import Path
+
+    from cachesvc.policies.verify import near_miss_rules
+    from cachesvc.policies.verify.pair_features import RULE_REASONS
+
+    source = Path(near_miss_rules.__file__).read_text()
+    given = set(re.findall(r'return "([a-z-]+)"', source))
+    given |= set(re.findall(r'"([a-z]+-[a-z]+)" if ', source))
+    assert given == set(RULE_REASONS)
