@@ -136,6 +136,9 @@ class JudgeConfig:
     band: float = 0.25  # borderline: probability within this distance under the bar
     max_pending: int = 64  # background verdicts queued at most; more borderline pairs are dropped
     verdicts_cached: int = 10_000
+    # Ask a few built-in pairs first; a judge that calls different questions the same is never trusted (small
+    # local models say "yes" to nearly everything). Turn off only for a judge known to be good.
+    self_check: bool = True
 
     def validate(self, key: str) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -292,8 +295,101 @@ class ModelServerConfig:
 
 
 @dataclass
+class AdapterConfig:
+    """One LoRA adapter of a pool: the name requests and the model server know it by, and its path on the server."""
+
+    name: str
+    path: str
+    description: str | None = None
+
+    def validate(self, key: str) -> None:
+        if not self.name or len(self.name) > 128 or any(c.isspace() or c in "/:" for c in self.name):
+            raise ValueError(f"{key}.name must be 1-128 characters without spaces, '/' or ':', got {self.name!r}")
+        if not self.path:
+            raise ValueError(f"{key}.path must name the adapter's directory on the model server")
+
+
+@dataclass
+class PagingCostConfig:
+    """What a page-in costs the router: ``weight`` reward per second, ``prior_s`` until one is measured."""
+
+    weight: float = 1.0
+    prior_s: float = 1.0
+
+    def validate(self, key: str) -> None:
+        if self.weight < 0 or self.prior_s < 0:
+            raise ValueError(f"{key}.weight and {key}.prior_s must be >= 0")
+
+
+@dataclass
+class AdapterPoolConfig:
+    """LoRA adapters behind one model name: a router picks the adapter per request, a controller keeps at most
+    ``capacity`` of them resident on each replica (vLLM's --max-loras)."""
+
+    name: str
+    upstreams: list[str]
+    adapters: list[AdapterConfig]
+    capacity: int = 1
+    router: str = "polar"
+    server: Literal["vllm", "sglang", "cachesvc"] = "vllm"  # which runtime-adapter API the replicas speak
+    base_model: str | None = None  # SGLang requests name "base:adapter"; the other kinds ignore it
+    api_key: str | None = None  # sent to the replicas (requests and paging)
+    paging_cost: PagingCostConfig = field(default_factory=PagingCostConfig)
+    context_dim: int = 32  # the query embedding is reduced to this many dimensions (plus a bias) for the router
+    alpha: float = 0.5
+    epoch: int = 64
+    seed: int = 0
+    fallback_adapter: str | None = None  # served when the chosen adapter cannot be paged in
+    reward: str = "none"  # automatic reward per answer when clients send no feedback (policies/routing/rewards)
+    feedback_ttl_s: float = 3600.0  # how long a response id accepts a reward
+    max_feedback_ids: int = 100_000
+    state_path: str | None = None  # router state (JSON), saved now and then and at shutdown; null: not kept
+    load_timeout_s: float = 60.0
+    max_concurrency: int = 256  # upstream connections per replica
+
+    def validate(self, key: str) -> None:
+        from cachesvc.policies.routing.registry import ROUTERS
+        from cachesvc.policies.routing.rewards import REWARDS
+
+        if not self.name or any(c.isspace() or c in "/:" for c in self.name):
+            raise ValueError(f"{key}.name must be a non-empty name without spaces, '/' or ':'")
+        if not self.upstreams:
+            raise ValueError(f"{key}.upstreams must list at least one replica's base URL")
+        for i, url in enumerate(self.upstreams):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{key}.upstreams[{i}] must start with http:// or https://, got {url!r}")
+        self.upstreams = [u.rstrip("/") for u in self.upstreams]
+        if len(set(self.upstreams)) != len(self.upstreams):
+            raise ValueError(f"{key}.upstreams must not repeat a replica")
+        if not self.adapters:
+            raise ValueError(f"{key}.adapters must list at least one adapter")
+        for i, adapter in enumerate(self.adapters):
+            adapter.validate(f"{key}.adapters[{i}]")
+        names = [a.name for a in self.adapters]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{key}.adapters: names must be unique, got {names}")
+        if self.name in names:
+            raise ValueError(f"{key}.name must differ from its adapters' names")
+        if self.router not in ROUTERS:
+            raise ValueError(f"{key}.router must be one of {sorted(ROUTERS)}, got {self.router!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"{key}.reward must be one of {sorted(REWARDS)}, got {self.reward!r}")
+        if self.fallback_adapter is not None and self.fallback_adapter not in names:
+            raise ValueError(f"{key}.fallback_adapter {self.fallback_adapter!r} is not one of the pool's adapters")
+        if self.server == "sglang" and not self.base_model:
+            raise ValueError(f"{key}.base_model must name the served model for an SGLang pool")
+        for name in ("capacity", "context_dim", "epoch", "feedback_ttl_s", "max_feedback_ids", "load_timeout_s",
+                     "max_concurrency"):
+            _positive(getattr(self, name), f"{key}.{name}")
+        if self.alpha < 0:
+            raise ValueError(f"{key}.alpha must be >= 0")
+        self.paging_cost.validate(f"{key}.paging_cost")
+
+
+@dataclass
 class Config:
     upstreams: list[UpstreamConfig] = field(default_factory=list)  # none: the embedded model server
+    adapter_pools: list[AdapterPoolConfig] = field(default_factory=list)
     server: ServerConfig = field(default_factory=ServerConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     model_server: ModelServerConfig = field(default_factory=ModelServerConfig)
@@ -301,8 +397,8 @@ class Config:
 
     @property
     def embedded_model_server(self) -> bool:
-        """No upstream configured: `cachesvc serve` runs the reference model server in-process."""
-        return not self.upstreams
+        """No upstream and no adapter pool configured: `cachesvc serve` runs the reference model server in-process."""
+        return not self.upstreams and not self.adapter_pools
 
     def validate(self) -> Config:
         names = [u.name for u in self.upstreams]
@@ -311,6 +407,11 @@ class Config:
         for i, upstream in enumerate(self.upstreams):
             upstream.validate(f"upstreams[{i}]")
         self.server.validate("server")
+        for i, pool in enumerate(self.adapter_pools):
+            pool.validate(f"adapter_pools[{i}]")
+        models = [p.name for p in self.adapter_pools] + [a.name for p in self.adapter_pools for a in p.adapters]
+        if len(set(models)) != len(models):
+            raise ValueError(f"adapter_pools: pool and adapter names must be unique across pools, got {models}")
         self.model_server.validate("model_server")
         self.cache.validate("cache")
         for name in ("embedding", "index", "load_policy"):

@@ -51,6 +51,18 @@ class Metrics:
                                        ["mode", "verdict"], registry=r)
         self._hit_confidence = Histogram("cachesvc_hit_confidence", "Verifier probability of served semantic hits",
                                          buckets=(0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0), registry=r)
+        self._adapter_routed = Counter("cachesvc_adapter_requests", "Requests sent to a pool's adapter, by how it "
+                                       "was chosen (router, direct, fallback)", ["pool", "adapter", "how"],
+                                       registry=r)
+        self._adapter_page_ins = Counter("cachesvc_adapter_page_ins", "Adapter loads on a replica, by result",
+                                         ["pool", "replica", "result"], registry=r)
+        self._adapter_page_seconds = Histogram("cachesvc_adapter_page_in_seconds", "Measured page-in cost (load "
+                                               "call plus the cold first answer's extra wait)", ["pool"],
+                                               buckets=_LATENCY_BUCKETS, registry=r)
+        self._adapter_resident = Gauge("cachesvc_adapter_resident", "Adapters resident per replica, as the proxy "
+                                       "knows them", ["pool", "replica"], registry=r)
+        self._adapter_feedback = Counter("cachesvc_adapter_feedback", "Rewards given to the router, by source",
+                                         ["pool", "source"], registry=r)
         self._hit_similarity = Histogram("cachesvc_hit_similarity", "Similarity of served semantic hits",
                                          buckets=(0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0), registry=r)
 
@@ -98,6 +110,21 @@ class Metrics:
 
     def record_judge_verdict(self, mode: str, verdict: bool | None) -> None:
         self._judge_verdicts.labels(mode, "none" if verdict is None else ("yes" if verdict else "no")).inc()
+
+    def record_adapter_routed(self, pool: str, adapter: str, how: str) -> None:
+        self._adapter_routed.labels(pool, adapter, how).inc()
+
+    def record_adapter_page_in(self, pool: str, replica: str, result: str) -> None:
+        self._adapter_page_ins.labels(pool, replica, result).inc()
+
+    def record_adapter_page_seconds(self, pool: str, seconds: float) -> None:
+        self._adapter_page_seconds.labels(pool).observe(seconds)
+
+    def record_adapter_resident(self, pool: str, replica: str, count: int) -> None:
+        self._adapter_resident.labels(pool, replica).set(count)
+
+    def record_adapter_feedback(self, pool: str, source: str) -> None:
+        self._adapter_feedback.labels(pool, source).inc()
 
     def record_hit_confidence(self, probability: float) -> None:
         self._hit_confidence.observe(probability)

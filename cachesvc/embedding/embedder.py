@@ -36,6 +36,11 @@ class Embedder:
         self._thread = threading.Thread(target=self._work, name="embedder", daemon=True)
         self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        """Whether ``embed`` may be called (the model is loaded and its worker runs)."""
+        return self._thread is not None
+
     def stats(self) -> dict[str, object]:
         """What admin shows: the backend, and forward passes and texts so far (their ratio is the batch size)."""
         return {"backend": self.backend, "batches": self.batches, "texts": self.texts}

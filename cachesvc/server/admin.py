@@ -48,6 +48,7 @@ async def stats(request: web.Request) -> web.Response:
         "verifier": services.verifier.stats(),
         "agreement": services.agreement.stats(),
         "judge": services.judge.stats() if services.judge is not None else None,
+        "adapter_pools": services.pools.stats() if services.pools else None,
     })
 
 

@@ -17,6 +17,7 @@ from cachesvc.embedding.embedder import Embedder
 from cachesvc.metrics import Metrics
 from cachesvc.openai.answer import Answer
 from cachesvc.openai.http import errors_as_json
+from cachesvc.routing.pools import AdapterPools
 from cachesvc.server.cache_warmup import CacheWarmup
 from cachesvc.server.completions import CompletionsService
 from cachesvc.server.middlewares import reject_undecodable_headers
@@ -46,6 +47,7 @@ def create_app(config: Config, *, embedder: Embedder | None = None, model: tuple
         app.cleanup_ctx.append(serve_model)
     metrics = Metrics()
     upstreams = UpstreamPool(config.upstreams, cache_config.load_policy, metrics)
+    pools = AdapterPools(config.adapter_pools, cache_config.load_policy, metrics)
     categorizer = Categorizer()
     cache = SemanticCache(cache_config, store, verifier, metrics)
     flights: SingleFlight[Answer] = SingleFlight()
@@ -53,11 +55,11 @@ def create_app(config: Config, *, embedder: Embedder | None = None, model: tuple
     agreement = AgreementMonitor(cache_config, metrics, verifier, embedder.embed, judge)
     completions = CompletionsService(config, cache=cache, embedder=embedder, categorizer=categorizer,
                                      upstreams=upstreams, flights=flights, metrics=metrics, judge=judge,
-                                     agreement=agreement)
+                                     agreement=agreement, pools=pools)
     warmup = CacheWarmup(cache_config, embedder, categorizer, cache, verifier)
     app[SERVICES] = ProxyServices(config=config, metrics=metrics, upstreams=upstreams, embedder=embedder, cache=cache,
                                   flights=flights, warmup=warmup, completions=completions, model_engine=engine,
-                                  verifier=verifier, judge=judge, agreement=agreement)
+                                  verifier=verifier, judge=judge, agreement=agreement, pools=pools)
     add_routes(app)
     app.cleanup_ctx.append(_upstreams)
     app.cleanup_ctx.append(_verification)
@@ -76,7 +78,9 @@ async def _verification(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _upstreams(app: web.Application) -> AsyncIterator[None]:
-    upstreams = app[SERVICES].upstreams
+    upstreams, pools = app[SERVICES].upstreams, app[SERVICES].pools
     await upstreams.open()
+    await pools.open()
     yield
+    await pools.close()
     await upstreams.close()

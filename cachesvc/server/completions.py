@@ -25,9 +25,10 @@ from cachesvc.openai.errors import RequestError
 from cachesvc.openai.http import Handler, read_json, request_error_response
 from cachesvc.openai.protocol import Endpoint
 from cachesvc.policies.cache.load_adaptive import EffectivePolicy, effective_policy
+from cachesvc.routing.pools import AdapterPools
 from cachesvc.server.request_context import RequestContext
 from cachesvc.server.tenants import tenant_of
-from cachesvc.server.upstream_relay import UpstreamRelay, write_answer
+from cachesvc.server.upstream_relay import UPSTREAM_MS_HEADER, Remember, UpstreamRelay, write_answer
 from cachesvc.upstreams.pool import UpstreamPool
 from cachesvc.verifier.agreement import AgreementMonitor, HitSample
 from cachesvc.verifier.judge import Judge
@@ -40,8 +41,10 @@ class CompletionsService:
 
     def __init__(self, config: Config, *, cache: SemanticCache, embedder: Embedder, categorizer: Categorizer,
                  upstreams: UpstreamPool, flights: SingleFlight[Answer], metrics: Metrics,
-                 judge: Judge | None = None, agreement: AgreementMonitor | None = None) -> None:
+                 judge: Judge | None = None, agreement: AgreementMonitor | None = None,
+                 pools: AdapterPools | None = None) -> None:
         self._config = config
+        self._pools = pools
         self._judge = judge
         self._agreement = agreement
         self._cache = cache
@@ -71,7 +74,9 @@ class CompletionsService:
         body = await read_json(request, self._config.server.max_body_bytes)
         req = parse_request(endpoint, body)
         controls = parse_controls(request.headers, body, cache_config.categories)
-        ctx = RequestContext(request, req, controls, self._upstreams.for_model(req.model))
+        pool = self._pools.for_model(req.model) if self._pools else None
+        upstream = pool.replicas[0].upstream if pool is not None else self._upstreams.for_model(req.model)
+        ctx = RequestContext(request, req, controls, upstream)
         reason = self._bypass_reason(ctx)
         if reason is not None:
             return await self._bypass(ctx, reason, {})
@@ -159,8 +164,8 @@ class CompletionsService:
 
     async def _bypass(self, ctx: RequestContext, reason: str, headers: dict[str, str]) -> Outcome:
         self._metrics.record_bypass(ctx.req.endpoint, reason)
-        response, _ = await self._relay.forward(ctx, {"x-cachesvc-cache": "bypass", **ctx.headers, **headers},
-                                                lambda answer: self._remember(ctx, answer, None))
+        response, _ = await self._forward(ctx, {"x-cachesvc-cache": "bypass", **ctx.headers, **headers},
+                                          lambda answer: self._remember(ctx, answer, None))
         return response, "bypass"
 
     async def _ask_judge(self, ctx: RequestContext, query: str, near_miss: tuple[CacheEntry, float, float],
@@ -231,12 +236,49 @@ class CompletionsService:
                    "Server-Timing": ctx.server_timing(), **ctx.headers}
         shared: Answer | None = None
         try:
-            response, shared = await self._relay.forward(ctx, headers,
-                                                         lambda answer: self._remember(ctx, answer, draft))
+            response, shared = await self._forward(ctx, headers, lambda answer: self._remember(ctx, answer, draft),
+                                                   draft.vector if draft is not None else None)
             return response, "miss"
         finally:
             if flight is not None:
                 self._flights.land(flight, shared)
+
+    async def _forward(self, ctx: RequestContext, headers: dict[str, str], remember: Remember,
+                       vector: np.ndarray | None = None) -> tuple[web.StreamResponse, Answer | None]:
+        """Send the request upstream; for an adapter pool's model, to the adapter and replica routing chose."""
+        pool = self._pools.for_model(ctx.req.model) if self._pools else None
+        if pool is None:
+            return await self._relay.forward(ctx, headers, remember)
+        query = ctx.req.query
+        if vector is None and query is not None and self._embedder.started:
+            vector = await self._embedder.embed(query[: self._config.cache.max_query_chars])
+        with ctx.timed("route"):
+            routed = await pool.route(ctx.req.model, vector)
+        ctx.upstream = routed.replica.upstream
+        ctx.model_override = routed.model_field
+        headers = {**headers, "x-cachesvc-adapter": routed.adapter, "x-cachesvc-replica": routed.replica.name,
+                   "x-cachesvc-routed": routed.how}
+        tenant = tenant_of(ctx.http.headers, self._config.server.tenant_header)
+        feedback = self._pools.feedback if self._pools else None
+
+        async def remember_routed(answer: Answer) -> Answer | None:
+            shared = await remember(answer)
+            if feedback is not None and ctx.response_id is not None:
+                feedback.record(ctx.response_id, tenant, pool.name, routed.adapter, routed.arm, routed.context,
+                                pool.config.feedback_ttl_s)
+            finish = answer.choices[0].get("finish_reason") if answer.choices else None
+            pool.auto_reward(routed, answer.text(), finish, time.perf_counter() - sent)
+            return shared
+
+        status, sent = 0, time.perf_counter()
+        response: web.StreamResponse | None = None
+        try:
+            response, shared = await self._relay.forward(ctx, headers, remember_routed)
+            status = response.status
+            return response, shared
+        finally:
+            upstream_ms = response.headers.get(UPSTREAM_MS_HEADER) if response is not None else None
+            pool.release(routed, status, float(upstream_ms) / 1000 if upstream_ms else None)
 
     async def _remember(self, ctx: RequestContext, answer: Answer, draft: EntryDraft | None) -> Answer | None:
         """Cache the answer if it may be cached; returns it when it may be shared with identical waiters."""

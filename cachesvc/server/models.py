@@ -1,4 +1,5 @@
-"""GET /v1/models: the union of every upstream's models."""
+"""GET /v1/models: the union of every upstream's models, and each adapter pool with its adapters (an adapter's
+``parent`` is its pool)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,12 @@ async def list_models(request: web.Request) -> web.Response:
             ]
         return models
 
-    upstreams = request.app[SERVICES].upstreams.upstreams
+    services = request.app[SERVICES]
+    pooled = [{"id": model, "object": "model", "created": 0, "owned_by": "cachesvc", "root": parent or model,
+               "parent": parent} for model, parent in services.pools.models()]
+    upstreams = services.upstreams.upstreams
+    if not upstreams:
+        return json_response({"object": "list", "data": pooled})
     results = await asyncio.gather(*(fetch(u) for u in upstreams), return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     if len(failures) == len(results):
@@ -38,7 +44,7 @@ async def list_models(request: web.Request) -> web.Response:
         if isinstance(first, RequestError):
             raise first
         raise RequestError(502, "No upstream answered /models.", code="upstream_unavailable")
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, dict[str, Any]] = {str(m["id"]): m for m in pooled}
     for result in results:
         if not isinstance(result, BaseException):
             for model in result:

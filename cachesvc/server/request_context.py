@@ -22,6 +22,8 @@ class RequestContext:
     upstream: Upstream
     stages: dict[str, float] = field(default_factory=dict)  # lookup stage -> seconds, in the order they ran
     headers: dict[str, str] = field(default_factory=dict)  # said on every answer to this request
+    model_override: str | None = None  # the "model" sent upstream instead of the client's (a routed adapter)
+    response_id: str | None = None  # the upstream answer's id, once the relay has seen it
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:

@@ -7,6 +7,7 @@ from aiohttp import web
 from cachesvc.openai.http import error_response
 from cachesvc.openai.protocol import ENDPOINT_PATHS
 from cachesvc.server import admin
+from cachesvc.server.feedback import post_feedback
 from cachesvc.server.health import healthz, metrics
 from cachesvc.server.models import list_models
 from cachesvc.server.openapi import openapi_json
@@ -25,6 +26,8 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(f"/v1/{path}", completions.handler(endpoint))
         app.router.add_route("*", f"/v1/{path}", _post_only)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_post("/v1/feedback", post_feedback)
+    app.router.add_route("*", "/v1/feedback", _post_only)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -13,6 +13,7 @@ from cachesvc.config import Config
 from cachesvc.embedding.embedder import Embedder
 from cachesvc.metrics import Metrics
 from cachesvc.openai.answer import Answer
+from cachesvc.routing.pools import AdapterPools
 from cachesvc.server.cache_warmup import CacheWarmup
 from cachesvc.server.completions import CompletionsService
 from cachesvc.upstreams.pool import UpstreamPool
@@ -36,6 +37,7 @@ class ProxyServices:
     completions: CompletionsService
     verifier: VerifierRuntime
     agreement: AgreementMonitor
+    pools: AdapterPools
     judge: Judge | None = None
     model_engine: ModelEngine | None = None  # the embedded model server's, when no upstream is configured
 

@@ -60,7 +60,7 @@ class UpstreamRelay:
         go on the response, with ``x-cachesvc-upstream-ms`` (the time to the upstream's response headers; for a
         stream, before its body) once the upstream answered."""
         req, upstream = ctx.req, ctx.upstream
-        body = req.body
+        body = req.body if ctx.model_override is None else {**req.body, "model": ctx.model_override}
         hide_usage = req.stream and upstream.config.stream_usage and not req.include_usage
         if hide_usage:
             body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
@@ -79,7 +79,10 @@ class UpstreamRelay:
                                      code="upstream_disconnected")
                 return request_error_response(error, headers), None
             try:
-                answer = Answer.from_response(req.endpoint, codec.loads(raw))
+                parsed = codec.loads(raw)
+                if isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
+                    ctx.response_id = parsed["id"]
+                answer = Answer.from_response(req.endpoint, parsed)
             except ValueError as exc:
                 self._metrics.record_write_skipped("upstream_bad_response")
                 error = RequestError(502, f"Upstream {upstream.name!r} sent a malformed completion: {exc}.",
@@ -121,6 +124,8 @@ class UpstreamRelay:
                 for event in parser.feed(chunk):
                     events += 1
                     parsed = accumulator.feed(event)
+                    if ctx.response_id is None and isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
+                        ctx.response_id = parsed["id"]
                     if accumulator.problem is not None:
                         failure = _broken(accumulator)
                         break

@@ -34,6 +34,9 @@ class UpstreamPool:
 
     @property
     def default(self) -> Upstream:
+        if not self.upstreams:
+            raise RequestError(404, "No upstream is configured for requests other than the adapter pools'.",
+                               code="model_not_found")
         return self.upstreams[0]
 
     def stats(self) -> dict[str, dict[str, object]]:

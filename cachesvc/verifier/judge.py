@@ -3,6 +3,11 @@ answers say the same?", yes or no. Verdicts are cached; a failed or slow call is
 
 Cost: one chat completion of a few output tokens per borderline pair (a 1.5B model on 2 CPU cores: about 0.9 s;
 an API model: its price per call). Inline mode spends at most ``timeout_s`` of a lookup on it; background mode none.
+
+Self-check: before any verdict is used, the judge is asked a few built-in pairs (three look-alikes and one
+paraphrase). A judge that gets one wrong is never trusted, and says so in its stats and the log: on held-out pairs
+Qwen2.5-Coder-1.5B answered "yes" to every look-alike (benchmarks/bench_judge_pairs.py). A judge that cannot be
+reached is asked again later, and is not trusted meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ MAX_TEXT_CHARS = 2000  # each question or answer shown to the judge is cut here:
 MAX_RESPONSE_BYTES = 64 * 1024
 SAME_QUESTION = ("You check a cache. Two user questions may share one cached answer only if a correct answer to "
                  "one is also a correct, complete answer to the other. Reply with one word: yes or no.")
+# (question, other question, one answer serves both?): generic pairs, none from any evaluation or training set.
+SELF_CHECK = (
+    ("What is the capital of Portugal?", "What is the population of Portugal?", False),
+    ("How do I convert kilometres to miles?", "How do I convert miles to kilometres?", False),
+    ("What are the side effects of aspirin?", "What are the side effects of aspirin for children?", False),
+    ("How can I reverse a list in Python?", "python: reverse a list", True),
+)
+SELF_CHECK_RETRY_S = 30.0
 SAME_ANSWER = ("You compare two answers to the same question. Reply yes if they agree on everything that matters "
                "to the person asking, no if they differ in substance. Reply with one word: yes or no.")
 
@@ -38,6 +51,9 @@ class Judge:
         self._pending: set[asyncio.Task[Any]] = set()
         self.calls = 0
         self.failures = 0
+        self.trusted: bool | None = None if config.self_check else True  # None: not (yet) known
+        self.self_check_result = "not run" if config.self_check else "off"
+        self._checked_at = -SELF_CHECK_RETRY_S
 
     @property
     def mode(self) -> str:
@@ -54,28 +70,57 @@ class Judge:
             await self._session.close()
             self._session = None
 
+    async def check(self) -> bool | None:
+        """Ask the self-check pairs (at most once per SELF_CHECK_RETRY_S while unknown); True/False once known."""
+        if self.trusted is not None:
+            return self.trusted
+        now = asyncio.get_running_loop().time()
+        if now - self._checked_at < SELF_CHECK_RETRY_S:
+            return None
+        self._checked_at = now
+        for first, second, same in SELF_CHECK:
+            verdict = await self._ask(SAME_QUESTION, _question_prompt(first, second))
+            if verdict is None:
+                self.self_check_result = "no verdict (judge unreachable or unparseable); asked again later"
+                return None
+            if verdict != same:
+                self.trusted = False
+                self.self_check_result = (f"failed: said {'yes' if verdict else 'no'} to {first!r} / {second!r}; "
+                                          "its verdicts are not used")
+                log.warning("judge %s %s", self._config.url, self.self_check_result)
+                return False
+        self.trusted = True
+        self.self_check_result = "passed"
+        return True
+
     def cached(self, query: str, cached_question: str) -> bool | None:
+        if self.trusted is not True:
+            return None
         return self._verdicts.get(("q", *_ordered(query, cached_question)))
 
     async def same_question(self, query: str, cached_question: str) -> bool | None:
+        if await self.check() is not True:
+            return None
         key = ("q", *_ordered(query, cached_question))
         if key in self._verdicts:
             self._verdicts.move_to_end(key)
             return self._verdicts[key]
-        verdict = await self._ask(SAME_QUESTION, f"Question 1: {_cut(query)}\nQuestion 2: {_cut(cached_question)}\n"
-                                  "Does one answer serve both?")
+        verdict = await self._ask(SAME_QUESTION, _question_prompt(query, cached_question))
         if verdict is not None:
             self._remember(key, verdict)
         return verdict
 
     async def same_answer(self, question: str, first: str, second: str) -> bool | None:
+        if await self.check() is not True:
+            return None
         return await self._ask(SAME_ANSWER, f"Question: {_cut(question)}\nAnswer 1: {_cut(first)}\n"
                                f"Answer 2: {_cut(second)}\nDo the answers agree?")
 
     def same_question_later(self, query: str, cached_question: str) -> bool:
         """Ask in the background (the verdict lands in the cache for the next such lookup); False when the queue
         is full and the pair is dropped."""
-        if len(self._pending) >= self._config.max_pending or self.cached(query, cached_question) is not None:
+        if (len(self._pending) >= self._config.max_pending or self.trusted is False
+                or self.cached(query, cached_question) is not None):
             return False
         task = asyncio.get_running_loop().create_task(self.same_question(query, cached_question))
         self._pending.add(task)
@@ -122,8 +167,13 @@ class Judge:
             self._verdicts.popitem(last=False)
 
     def stats(self) -> dict[str, Any]:
-        return {"url": self._config.url, "mode": self._config.mode, "calls": self.calls, "failures": self.failures,
+        return {"url": self._config.url, "mode": self._config.mode, "self_check": self.self_check_result,
+                "trusted": self.trusted, "calls": self.calls, "failures": self.failures,
                 "verdicts_cached": len(self._verdicts), "pending": len(self._pending)}
+
+
+def _question_prompt(query: str, cached_question: str) -> str:
+    return f"Question 1: {_cut(query)}\nQuestion 2: {_cut(cached_question)}\nDoes one answer serve both?"
 
 
 def _ordered(a: str, b: str) -> tuple[str, str]:

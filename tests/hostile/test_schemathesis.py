@@ -111,7 +111,8 @@ def test_the_document_is_valid_openapi_and_served(served: BackgroundProxy) -> No
     paths = document["paths"]
     for path, method in [("/v1/chat/completions", "post"), ("/v1/completions", "post"), ("/v1/models", "get"),
                          ("/v1/{path}", "get"), ("/v1/{path}", "post"), ("/healthz", "get"), ("/metrics", "get"),
-                         ("/admin/stats", "get"), ("/admin/invalidate", "post"), ("/openapi.json", "get")]:
+                         ("/admin/stats", "get"), ("/admin/invalidate", "post"), ("/openapi.json", "get"),
+                         ("/v1/feedback", "post")]:
         assert method in paths[path], (method, path)
     chat = paths["/v1/chat/completions"]["post"]
     headers = {p["$ref"].rsplit("/", 1)[-1] for p in chat["parameters"]}

@@ -5,10 +5,14 @@ They differ in rank and target modules on purpose, so loading them side by side 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from aiohttp.test_utils import TestServer
 
 from cachesvc.model_server.adapter_corpora import domain_texts, split
 from cachesvc.model_server.adapter_training import train_lora_adapter
@@ -43,3 +47,20 @@ def trained_adapters(smollm2: tuple[torch.nn.Module, object], tmp_path_factory: 
         )
         adapters[domain] = root / domain
     return adapters
+
+
+@asynccontextmanager
+async def lora_model_server(smollm2: Any, adapters: dict[str, Path], *, max_loras: int) -> AsyncIterator[TestServer]:
+    """The reference model server with ``adapters``' directory as its LoRA root; on exit every adapter a test
+    loaded is unloaded again, so that the shared model is left as it was."""
+    from cachesvc.model_server.app import ENGINE
+    from tests.model_server.test_api import start_server
+
+    server = await start_server(smollm2, lora_dir=str(next(iter(adapters.values())).parent), max_loras=max_loras)
+    try:
+        yield server
+    finally:
+        registry = server.app[ENGINE].registry
+        for name in list(registry.names()):
+            registry.unload(name)
+        await server.close()

@@ -10,21 +10,16 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from cachesvc.model_server.app import ENGINE
-from tests.model_server.test_api import MODEL, base_url, start_server
+from tests.model_server.adapter_fixtures import lora_model_server
+from tests.model_server.test_api import MODEL, base_url
 
 PROMPT = "def fibonacci(n):"
 
 
 @pytest.fixture
 async def server(smollm2: Any, trained_adapters: dict[str, Path]) -> AsyncIterator[TestServer]:
-    root = next(iter(trained_adapters.values())).parent
-    server = await start_server(smollm2, lora_dir=str(root), max_loras=2)
-    yield server
-    registry = server.app[ENGINE].registry
-    for name in list(registry.names()):  # leave the shared model as it was
-        registry.unload(name)
-    await server.close()
+    async with lora_model_server(smollm2, trained_adapters, max_loras=2) as server:
+        yield server
 
 
 async def post(http: aiohttp.ClientSession, server: TestServer, path: str, body: dict[str, Any]

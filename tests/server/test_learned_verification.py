@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cachesvc.upstreams.stub import answer_text
+from cachesvc.verifier.judge import SELF_CHECK
 from tests.conftest import Proxy, Stub, proxy_config, start_proxy
 from tests.verifier.fake_judge import FakeJudge, running
 
@@ -177,7 +178,8 @@ async def test_background_judge_answers_for_next_time(make_proxy: Any) -> None:
             assert judge.cached(TRAP, ORIGINAL) is True
             async with session.get(f"{proxy.root}/admin/stats", headers=ADMIN) as response:
                 stats = await response.json()
-            assert stats["judge"]["calls"] == 1 and stats["judge"]["mode"] == "background"
+            assert stats["judge"]["mode"] == "background" and stats["judge"]["self_check"] == "passed"
+            assert stats["judge"]["calls"] == 1 + len(SELF_CHECK)  # the self-check's calls are counted too
 
 
 async def test_without_wordnet_the_cache_says_why_and_requests_pass_through(

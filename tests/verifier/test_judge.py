@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cachesvc.config import JudgeConfig
-from cachesvc.verifier.judge import MAX_TEXT_CHARS, Judge
+from cachesvc.verifier.judge import MAX_TEXT_CHARS, SELF_CHECK, Judge
 from tests.verifier.fake_judge import FakeJudge, running
 
 
@@ -18,7 +18,8 @@ def same_when_both_mention_sink(message: str) -> str:
 
 
 async def make(url: str, **fields: object) -> Judge:
-    judge = Judge(JudgeConfig(url=url, model="judge-1", **fields))  # type: ignore[arg-type]
+    """A judge client; its self-check is off unless asked for (these tests count the calls)."""
+    judge = Judge(JudgeConfig(url=url, model="judge-1", **{"self_check": False, **fields}))  # type: ignore[arg-type]
     await judge.open()
     return judge
 
@@ -103,3 +104,45 @@ async def test_texts_are_cut_and_the_key_comes_from_the_environment(monkeypatch:
             assert fake.headers[0]["Authorization"] == "Bearer sk-judge"
         finally:
             await judge.close()
+
+
+async def test_a_judge_that_says_yes_to_look_alikes_is_never_trusted() -> None:
+    fake = FakeJudge(lambda _: "yes", passes_self_check=False)  # what Qwen2.5-Coder-1.5B did on held-out pairs
+    async with running(fake) as url:
+        judge = await make(url, self_check=True)
+        try:
+            assert await judge.same_question("sink one", "sink two") is None
+            assert await judge.same_answer("q", "a", "b") is None
+            assert not judge.same_question_later("sink three", "sink four")
+            assert judge.trusted is False and judge.stats()["self_check"].startswith("failed: said yes to")
+            asked = len(fake.bodies)
+            assert asked == 1  # it failed on the first look-alike pair and was not asked again
+            await judge.same_question("sink five", "sink six")
+            assert len(fake.bodies) == asked
+        finally:
+            await judge.close()
+
+
+async def test_a_judge_that_passes_is_trusted_and_checked_once() -> None:
+    fake = FakeJudge(same_when_both_mention_sink)
+    async with running(fake) as url:
+        judge = await make(url, self_check=True)
+        try:
+            assert await judge.same_question("How do I unclog a sink?", "sink blocked, what now") is True
+            assert await judge.same_question("sink a", "tyre b") is False
+            assert judge.trusted is True and judge.stats()["self_check"] == "passed"
+            assert fake.self_checks == len(SELF_CHECK) and len(fake.bodies) == 2
+        finally:
+            await judge.close()
+
+
+async def test_an_unreachable_judge_is_not_trusted_until_it_answers() -> None:
+    judge = await make("http://127.0.0.1:9/v1", self_check=True)
+    try:
+        assert await judge.same_question("sink one", "sink two") is None
+        assert judge.trusted is None and "asked again later" in judge.stats()["self_check"]
+        calls = judge.calls
+        assert await judge.same_question("sink one", "sink two") is None
+        assert judge.calls == calls  # within the retry interval: not asked again
+    finally:
+        await judge.close()
