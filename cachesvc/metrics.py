@@ -63,6 +63,10 @@ class Metrics:
                                        "knows them", ["pool", "replica"], registry=r)
         self._adapter_feedback = Counter("cachesvc_adapter_feedback", "Rewards given to the router, by source",
                                          ["pool", "source"], registry=r)
+        self._adapter_reward = Counter("cachesvc_adapter_reward", "Cumulative reward given to the router",
+                                       ["pool"], registry=r)
+        self._adapter_page_outs = Counter("cachesvc_adapter_page_outs", "Adapter unloads on a replica, by result",
+                                          ["pool", "replica", "result"], registry=r)
         self._hit_similarity = Histogram("cachesvc_hit_similarity", "Similarity of served semantic hits",
                                          buckets=(0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0), registry=r)
 
@@ -123,8 +127,12 @@ class Metrics:
     def record_adapter_resident(self, pool: str, replica: str, count: int) -> None:
         self._adapter_resident.labels(pool, replica).set(count)
 
-    def record_adapter_feedback(self, pool: str, source: str) -> None:
+    def record_adapter_feedback(self, pool: str, source: str, reward: float) -> None:
         self._adapter_feedback.labels(pool, source).inc()
+        self._adapter_reward.labels(pool).inc(reward)
+
+    def record_adapter_page_out(self, pool: str, replica: str, result: str) -> None:
+        self._adapter_page_outs.labels(pool, replica, result).inc()
 
     def record_hit_confidence(self, probability: float) -> None:
         self._hit_confidence.observe(probability)

@@ -95,7 +95,8 @@ async def start_proxy(config: Config, encode: Callable[[list[str]], np.ndarray],
     await server.start_server()
     services = app[SERVICES]
     for _ in range(600):  # bounded: at most 30 s for the cache to come online
-        if services.ready or services.warmup.error or not config.cache.enabled:
+        if services.ready or services.warmup.error or (
+                not config.cache.enabled and (not config.adapter_pools or services.embedder.started)):
             break
         await asyncio.sleep(0.05)
     assert services.warmup.error is None, services.warmup.error

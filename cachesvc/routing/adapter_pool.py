@@ -44,6 +44,8 @@ EMBEDDING_DIM = 384  # the bundled embedding model's; a smaller model caps the c
 FAILED_ADAPTER_S = 60.0  # an adapter whose load failed is not tried again for this long
 RECONCILE_EVERY_S = 5.0  # a stale replica is listed again at most this often
 SAVE_EVERY_S = 10.0
+DRAIN_WAIT_S = 15.0  # a plan waits this long at most for in-flight requests on adapters it unloads
+DRAIN_POLL_S = 0.02
 WARM_SMOOTHING = 0.2
 
 
@@ -101,10 +103,12 @@ class AdapterPool:
         self._failed_until: dict[str, float] = {}
         self._warm_upstream_s: dict[str, float] = {}
         self._plan_task: asyncio.Task[None] | None = None
+        self._planned: np.ndarray | None = None  # the resident set being made, while a plan is applied
         self._state_path = Path(config.state_path).expanduser() if config.state_path else None
         self._saved_at = time.monotonic()
         self._save_task: asyncio.Task[None] | None = None
         self.page_ins = 0
+        self.page_outs = 0
         self.page_in_failures = 0
 
     # -- lifetime ----------------------------------------------------------------------------------------------
@@ -168,7 +172,9 @@ class AdapterPool:
             if stale.stale:
                 await self._reconcile(stale)
         if model == self.name:
-            arm, how = self.router.route(context, self._available_mask()), "router"
+            # While a plan is being applied, route as if it were done: a request must not undo it.
+            resident = self._planned if self._planned is not None else self._available_mask()
+            arm, how = self.router.route(context, resident), "router"
         else:
             arm, how = self._index[model], "direct"
             self.router.observe_direct(context, arm)
@@ -196,11 +202,15 @@ class AdapterPool:
         replica.inflight[adapter] -= 1
         if replica.inflight[adapter] <= 0:
             del replica.inflight[adapter]
-        if status == 404:
-            replica.resident.discard(adapter)
+        if status == 0:  # no answer at all (unreachable, timed out): list the replica again before trusting it
             replica.stale = True
-            log.warning("pool %s: %s answered 404 for adapter %r; listing it again", self.name, replica.name,
-                        adapter)
+            return
+        if status in (400, 404):  # vLLM says 404 for an adapter it lost, SGLang 400: list the replica again
+            if status == 404:
+                replica.resident.discard(adapter)
+            replica.stale = True
+            log.warning("pool %s: %s answered %d for adapter %r; listing it again", self.name, replica.name,
+                        status, adapter)
             return
         answered = status == 200 and upstream_s is not None
         warm = self._warm_upstream_s.get(adapter)
@@ -215,7 +225,7 @@ class AdapterPool:
 
     def learn(self, arm: int, context: np.ndarray, reward: float, source: str) -> None:
         self.router.learn(arm, context, reward)
-        self._metrics.record_adapter_feedback(self.name, source)
+        self._metrics.record_adapter_feedback(self.name, source, reward)
         if self._state_path is not None and time.monotonic() - self._saved_at > SAVE_EVERY_S and (
                 self._save_task is None or self._save_task.done()):
             self._saved_at = time.monotonic()
@@ -277,15 +287,19 @@ class AdapterPool:
             return replica, seconds
 
     async def _unload(self, replica: Replica, adapter: str) -> None:
+        """Unload an adapter with nothing in flight. It leaves the table first, before any await, so that no
+        request is routed to it while the server drops it."""
+        replica.resident.discard(adapter)
+        self._metrics.record_adapter_resident(self.name, replica.name, len(replica.resident))
         try:
             await replica.pager.unload(adapter)
         except PagerError as exc:
             if exc.kind not in ("unknown_adapter",):
-                replica.stale = True
-                self._metrics.record_adapter_page_in(self.name, replica.name, f"unload_{exc.kind}")
+                replica.stale = True  # whether it is still there: the next listing says
+                self._metrics.record_adapter_page_out(self.name, replica.name, exc.kind)
                 raise
-        replica.resident.discard(adapter)
-        self._metrics.record_adapter_resident(self.name, replica.name, len(replica.resident))
+        self.page_outs += 1
+        self._metrics.record_adapter_page_out(self.name, replica.name, "unloaded")
 
     def _load_failed(self, replica: Replica, adapter: str, exc: PagerError) -> None:
         self.page_in_failures += 1
@@ -333,10 +347,17 @@ class AdapterPool:
         plan = self.router.plan(self._available_mask())
         if plan is None or (self._plan_task is not None and not self._plan_task.done()):
             return
-        self._plan_task = asyncio.get_running_loop().create_task(self._apply(np.asarray(plan, dtype=bool)))
+        self._planned = np.asarray(plan, dtype=bool)
+        self._plan_task = asyncio.get_running_loop().create_task(self._apply(self._planned))
 
     async def _apply(self, plan: np.ndarray) -> None:
         """Make the planned set resident: placed across replicas, unloading what leaves (when idle) first."""
+        try:
+            await self._apply_plan(plan)
+        finally:
+            self._planned = None
+
+    async def _apply_plan(self, plan: np.ndarray) -> None:
         chosen = sorted((int(a) for a in np.flatnonzero(plan)), key=lambda a: -int(self.router.uses[a]))
         current = [{self._index[n] for n in r.resident} for r in self.replicas]
         targets = place(chosen, current, self.config.capacity, demand=self.router.uses.astype(float))
@@ -344,8 +365,13 @@ class AdapterPool:
             wanted = {self.adapters[a] for a in target}
             async with replica.lock:
                 try:
-                    for name in sorted(replica.resident - wanted):
-                        if not replica.inflight.get(name):
+                    leaving = sorted(replica.resident - wanted)
+                    replica.resident.difference_update(leaving)  # no new request is routed to them from here on
+                    await self._drained(replica, set(leaving))
+                    for name in leaving:
+                        if replica.inflight.get(name):
+                            replica.resident.add(name)  # still busy after the wait: it stays this epoch
+                        else:
                             await self._unload(replica, name)
                     for name in sorted(wanted - replica.resident):
                         if len(replica.resident) >= self.config.capacity:
@@ -368,12 +394,38 @@ class AdapterPool:
                 finally:
                     self._metrics.record_adapter_resident(self.name, replica.name, len(replica.resident))
 
+    async def _drained(self, replica: Replica, leaving: set[str]) -> None:
+        """Wait (bounded) until the adapters about to leave ``replica`` have nothing in flight (the request that
+        ended the epoch is itself in flight on one of them). They are out of the table meanwhile, so new requests
+        for them queue on the replica's lock instead of keeping them busy forever."""
+        deadline = time.monotonic() + DRAIN_WAIT_S
+        while any(replica.inflight.get(name) for name in leaving) and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S)
+
+    def describe(self) -> dict[str, Any]:
+        """The pool for /admin/adapters: its stats and, per adapter, what the router has learned of it."""
+        router = self.router
+        counts, sums = router.model.counts, router.model.reward_sums
+        where = {name: [r.name for r in self.replicas if name in r.resident] for name in self.adapters}
+        return {"name": self.name, **self.stats(), "epoch_length": self._epoch_length(),
+                "adapters": [{
+                    "name": name, "resident_on": where[name], "rewards": int(counts[i]),
+                    "mean_reward": round(float(sums[i] / counts[i]), 4) if counts[i] else None,
+                    "routed": int(router.uses[i]), "page_in_s": round(float(router.cost.seconds[i]), 4),
+                    "page_in_measured": int(router.cost.measured[i]),
+                } for i, name in enumerate(self.adapters)]}
+
+    def _epoch_length(self) -> int | None:
+        length = getattr(self.router, "epoch_length", None)
+        return int(length()) if callable(length) else None
+
     def stats(self) -> dict[str, Any]:
         router = self.router
         return {
             "router": router.name, "adapters": self.adapters, "capacity_per_replica": self.config.capacity,
             "requests_routed": router.steps, "rewards": int(router.model.counts.sum()),
-            "page_ins": self.page_ins, "page_in_failures": self.page_in_failures,
+            "page_ins": self.page_ins, "page_outs": self.page_outs, "page_in_failures": self.page_in_failures,
+            "reward_total": round(float(router.model.reward_sums.sum()), 4),
             "page_in_seconds": {a: round(float(s), 4) for a, s in zip(self.adapters, router.cost.seconds,
                                                                        strict=True)},
             "replicas": {r.name: {"url": r.upstream.config.url, "resident": sorted(r.resident),

@@ -21,7 +21,7 @@ _FIELDS = {"category", "namespace", "tenant", "api_key", "model", "entry_id", "a
 _TEXT_FIELDS = ("category", "namespace", "tenant", "api_key", "model")
 
 
-def _require_admin(request: web.Request) -> ProxyServices:
+def _require_admin(request: web.Request, *, cache_ready: bool = True) -> ProxyServices:
     services = request.app[SERVICES]
     key = services.config.server.admin_key
     if not key:
@@ -31,7 +31,7 @@ def _require_admin(request: web.Request) -> ProxyServices:
     given = request.headers.get("x-admin-key") or api_key_of(authorization)
     if not hmac.compare_digest((given or "").encode("utf-8", "surrogateescape"), key.encode()):
         raise RequestError(401, "Missing or wrong admin key.", code="invalid_admin_key")
-    if not services.ready:
+    if cache_ready and not services.ready:
         raise RequestError(503, "The cache is still starting.", code="starting")
     return services
 
@@ -137,7 +137,14 @@ def _selector(body: Any) -> tuple[Selector, bool]:
     return selector, body.get("dry_run") is True
 
 
+async def adapters(request: web.Request) -> web.Response:
+    """GET /admin/adapters: every adapter pool, what is resident where, and the router's estimates per adapter."""
+    services = _require_admin(request, cache_ready=False)  # pools route whether the cache is up or not
+    return json_response({"pools": [pool.describe() for pool in services.pools.pools]})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/stats", stats)
+    app.router.add_get("/admin/adapters", adapters)
     app.router.add_post("/admin/invalidate", invalidate)
     app.router.add_post("/admin/explain", explain)

@@ -56,7 +56,7 @@ def create_app(config: Config, *, embedder: Embedder | None = None, model: tuple
     completions = CompletionsService(config, cache=cache, embedder=embedder, categorizer=categorizer,
                                      upstreams=upstreams, flights=flights, metrics=metrics, judge=judge,
                                      agreement=agreement, pools=pools)
-    warmup = CacheWarmup(cache_config, embedder, categorizer, cache, verifier)
+    warmup = CacheWarmup(cache_config, embedder, categorizer, cache, verifier, embeddings_needed=bool(pools))
     app[SERVICES] = ProxyServices(config=config, metrics=metrics, upstreams=upstreams, embedder=embedder, cache=cache,
                                   flights=flights, warmup=warmup, completions=completions, model_engine=engine,
                                   verifier=verifier, judge=judge, agreement=agreement, pools=pools)

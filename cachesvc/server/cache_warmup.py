@@ -23,8 +23,9 @@ SWEEP_INTERVAL_S = 60.0
 
 class CacheWarmup:
     def __init__(self, config: CacheConfig, embedder: Embedder, categorizer: Categorizer,
-                 cache: SemanticCache, verifier: VerifierRuntime) -> None:
+                 cache: SemanticCache, verifier: VerifierRuntime, *, embeddings_needed: bool = False) -> None:
         self._config = config
+        self._embeddings_needed = embeddings_needed  # adapter pools route on query embeddings, cache or not
         self._embedder = embedder
         self._categorizer = categorizer
         self._cache = cache
@@ -38,7 +39,13 @@ class CacheWarmup:
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         """An aiohttp cleanup context: start in the background, sweep while the app runs, close in order."""
         if not self._config.enabled:
+            started = asyncio.create_task(self._start_embedder()) if self._embeddings_needed else None
             yield
+            if started is not None:
+                started.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await started
+                await self._embedder.close()
             return
         tasks = [asyncio.create_task(self._start()), asyncio.create_task(self._sweep())]
         yield
@@ -62,6 +69,15 @@ class CacheWarmup:
         except Exception as exc:
             self.error = f"{exc.__class__.__name__}: {exc}"
             log.exception("the cache failed to start; requests pass through uncached")
+
+    async def _start_embedder(self) -> None:
+        try:
+            await self._embedder.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.error = f"{exc.__class__.__name__}: {exc}"
+            log.exception("the embedding model failed to load; adapter pools route without query context")
 
     async def _sweep(self) -> None:
         while True:

@@ -209,12 +209,19 @@ class CompletionsService:
             "x-cachesvc-category": entry.scope.category,
             "x-cachesvc-similarity": f"{hit.similarity:.4f}",
             **({"x-cachesvc-confidence": f"{hit.confidence:.4f}"} if hit.confidence is not None else {}),
+            **self._adapter_of_hit(ctx, entry),
             "x-cachesvc-entry": str(entry.entry_id),
             "Age": str(int(entry.age(time.time()))),
             "Server-Timing": ctx.server_timing(),
             **ctx.headers,
         }
         return await write_answer(ctx, entry.answer, headers)
+
+    def _adapter_of_hit(self, ctx: RequestContext, entry: CacheEntry) -> dict[str, str]:
+        """For a pool's model: the adapter that produced the cached answer (the model its upstream named)."""
+        if not self._pools or self._pools.for_model(ctx.req.model) is None:
+            return {}
+        return {"x-cachesvc-adapter": entry.answer.model.rpartition(":")[2]}
 
     async def _miss(self, ctx: RequestContext, exact_key: str, category: str, draft: EntryDraft | None) -> Outcome:
         """Ask upstream, unless an identical request already does: then share its answer."""

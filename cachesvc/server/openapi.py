@@ -269,6 +269,15 @@ def _response_schemas() -> dict[str, Schema]:
         },
         "Stats": {"type": "object", "description": "The cache's, the embedder's, the upstreams', the verifier's, "
                                                    "online agreement's and the judge's statistics."},
+        "AdapterPools": {
+            "type": "object",
+            "required": ["pools"],
+            "properties": {"pools": {"type": "array", "items": {
+                "type": "object", "required": ["name", "router", "adapters", "replicas"],
+                "properties": {"name": {"type": "string"}, "router": {"type": "string"},
+                               "adapters": {"type": "array", "items": {"type": "object"}},
+                               "replicas": {"type": "object"}}}}},
+        },
         "FeedbackRequest": {
             "type": "object",
             "required": ["id", "reward"],
@@ -467,6 +476,9 @@ def build_openapi(categories: Iterable[str] = ("default",), *, version: str = "0
             }},
             "/admin/stats": {"get": _admin_operation("admin_stats", "Cache, embedder and upstream statistics.",
                                                      _schema("Stats"))},
+            "/admin/adapters": {"get": _admin_operation(
+                "admin_adapters", "Adapter pools: residency per replica and the router's estimates per adapter.",
+                _schema("AdapterPools"))},
             "/admin/invalidate": {"post": _admin_operation(
                 "admin_invalidate", "Remove (or, with dry_run, list) the entries a selector names.",
                 _schema("InvalidateResult"),

@@ -1,6 +1,7 @@
 """The best fixed resident set in hindsight (offline only): given every request's true expected reward per
 adapter, the set of ``capacity`` adapters that, routing each request to its best member, earns the most. Exact by
-enumeration when the number of sets is small, else greedy plus swaps (resident_set)."""
+enumeration when sets x requests is small enough, else greedy plus swaps (resident_set), which can only
+under-estimate the best set's reward."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import numpy as np
 
 from .resident_set import choose_resident
 
-MAX_ENUMERATED = 200_000
+MAX_ENUMERATED_CELLS = 2_000_000_000  # sets x requests x capacity: past it, greedy plus swaps
 
 
 def best_fixed_set(expected: np.ndarray, capacity: int) -> tuple[np.ndarray, float]:
     """(bool mask, total expected reward) of the best fixed set for ``expected`` (T, N)."""
     arms = expected.shape[1]
     capacity = min(capacity, arms)
-    if math.comb(arms, capacity) <= MAX_ENUMERATED:
+    if math.comb(arms, capacity) * expected.shape[0] * capacity <= MAX_ENUMERATED_CELLS:
         best_set, best_total = None, -np.inf
         for subset in itertools.combinations(range(arms), capacity):
             total = float(expected[:, subset].max(axis=1).sum())

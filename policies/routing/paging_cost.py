@@ -1,6 +1,7 @@
 """What paging an adapter in costs, per adapter: a running mean of measured page-in seconds (the load call plus
-the extra time to first token of a cold adapter), starting from a prior until the first measurement. The router
-charges it, in reward units, to adapters that are not resident."""
+the extra time to first token of a cold adapter). An adapter not measured yet is assumed to cost what the measured
+ones cost on average (adapters of one pool share a base model and a server), and the prior only until anything is
+measured. The router charges it, in reward units, to adapters that are not resident."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class PagingCost:
         else:
             self.seconds[arm] += self.smoothing * (seconds - self.seconds[arm])
         self.measured[arm] += 1
+        unmeasured = self.measured == 0
+        if unmeasured.any():
+            self.seconds[unmeasured] = float(self.seconds[~unmeasured].mean())
 
     def penalties(self, resident: np.ndarray) -> np.ndarray:
         """Reward charged per arm: ``weight * seconds`` where not resident, 0 where resident (a bool mask)."""

@@ -11,18 +11,22 @@ cost of exploring.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .resident_set import choose_resident
 from .router import LinUCBRouter
 
+USES_REFRESH = 16
+
 
 class PolarRouter(LinUCBRouter):
     name: ClassVar[str] = "polar"
     cache_aware: ClassVar[bool] = True
     local_search: ClassVar[bool] = False
+    _uses: np.ndarray | None = None
+    _uses_at = 0
 
     def choose(self, context: np.ndarray, resident: np.ndarray) -> int:
         optimistic = self.model.upper_bounds(context)
@@ -32,12 +36,16 @@ class PolarRouter(LinUCBRouter):
     def expected_uses(self) -> np.ndarray:
         """Requests a page-in would serve before the next plan, per adapter, at least 1: its share of the recent
         contexts where it is the best estimate, times the epoch (a page-in's cost is shared by the requests that
-        follow it)."""
+        follow it). Recomputed every USES_REFRESH requests: it moves slowly, and it costs a pass over the window."""
+        if self._uses is not None and self.steps - self._uses_at < USES_REFRESH:
+            return self._uses
         contexts = self.recent[: min(self.recent_count, self.settings.window)]
         if not len(contexts):
             return np.ones(self.settings.arms)
         best = np.bincount(np.argmax(self.model.means(contexts), axis=1), minlength=self.settings.arms)
-        return np.maximum(1.0, best / len(contexts) * min(self.epoch_length(), self.settings.window))
+        self._uses = np.maximum(1.0, best / len(contexts) * min(self.settings.epoch, self.settings.window))
+        self._uses_at = self.steps
+        return self._uses
 
     def plan(self, resident: np.ndarray) -> np.ndarray | None:
         if not self.epoch_ended():
@@ -49,6 +57,14 @@ class PolarRouter(LinUCBRouter):
 
     def epoch_length(self) -> int:
         return self.settings.epoch
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"uses": None if self._uses is None else self._uses.tolist(), "uses_at": self._uses_at}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        uses = extra.get("uses")
+        self._uses = None if uses is None else np.asarray(uses, dtype=np.float64).reshape(self.settings.arms)
+        self._uses_at = int(extra.get("uses_at", 0))
 
     def resident_for_next_epoch(self, resident: np.ndarray, forced: tuple[int, ...]) -> np.ndarray:
         values = self.window_values()

@@ -73,9 +73,11 @@ class PolarPlusRouter(PolarRouter):
         return tuple(int(a) for a in order if counts[a] < floor)
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"epoch_index": self.epoch_index, "epoch_end": self.epoch_end, "exploring": self.exploring}
+        return {**super()._extra_state(), "epoch_index": self.epoch_index, "epoch_end": self.epoch_end,
+                "exploring": self.exploring}
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        super()._load_extra_state(extra)
         self.epoch_index = int(extra.get("epoch_index", 0))
         self.epoch_end = int(extra.get("epoch_end", self.settings.epoch))
         exploring = extra.get("exploring")

@@ -34,6 +34,7 @@ class Outcome:
     paging_s: float = 0.0
     ttft_s: list[float] = field(default_factory=list)
     choices: list[int] = field(default_factory=list)
+    step_paging_s: list[float] = field(default_factory=list)  # paging seconds charged at each request
 
     @property
     def regret(self) -> float:
@@ -58,6 +59,7 @@ def simulate(router: LinUCBRouter, workload: Workload, capacity: int, *, seed: i
     for x, expected in zip(workload.contexts, workload.expected, strict=True):
         arm = router.route(x, resident)
         ttft = workload.base_ttft_s
+        paging_before = out.paging_s
         if not resident[arm]:
             if resident.sum() >= capacity:
                 resident[router.victim(resident, arm)] = False
@@ -83,6 +85,7 @@ def simulate(router: LinUCBRouter, workload: Workload, capacity: int, *, seed: i
                 out.paging_s += float(workload.page_s[incoming])
                 router.record_page_in(int(incoming), float(workload.page_s[incoming]))
             resident = plan.copy()
+        out.step_paging_s.append(out.paging_s - paging_before)
     return out
 
 

@@ -16,7 +16,15 @@ import pytest
 
 from cachesvc.config import config_from_dict
 from tests.conftest import Proxy, start_proxy
-from tests.upstreams.lora_servers import CODE_PATH, LEGAL_PATH, MISSING_PATH, VllmServer
+from tests.upstreams.lora_servers import (
+    BASE_MODEL,
+    BROKEN_PATH,
+    CODE_PATH,
+    LEGAL_PATH,
+    MISSING_PATH,
+    SglangServer,
+    VllmServer,
+)
 
 ADMIN = {"x-admin-key": "admin-secret"}
 
@@ -74,6 +82,10 @@ async def test_a_pool_request_is_routed_to_a_resident_adapter(servers: list[Vllm
         assert set(sent) == seen and "assistants" not in sent  # the server is asked for the adapter by name
         stats = proxy.services.pools.stats()["pools"]["assistants"]
         assert stats["requests_routed"] == 6 and stats["page_ins"] >= 1
+        router = proxy.services.pools.pools[0].router
+        contexts = router.recent[:6]
+        assert np.allclose(np.linalg.norm(contexts[:, :-1], axis=1), 1.0)  # the query embeddings, not the bias alone
+        assert len({tuple(np.round(c, 6)) for c in contexts}) == 6
     finally:
         await proxy.server.close()
 
@@ -132,6 +144,46 @@ async def test_an_adapter_that_cannot_load_falls_back_or_fails_clearly(servers: 
         assert proxy.services.pools.stats()["pools"]["assistants"]["page_in_failures"] == 1
     finally:
         await proxy.server.close()
+
+
+async def test_a_refused_or_slow_load_never_wedges_the_pool(servers: list[VllmServer], encode: Any) -> None:
+    server = servers[0]
+    adapters = [{"name": "code", "path": CODE_PATH}, {"name": "broken", "path": BROKEN_PATH},
+                {"name": "legal", "path": LEGAL_PATH}]
+    proxy = await proxy_for(pool_config([server.url], capacity=2, adapters=adapters, load_timeout_s=0.3), encode)
+    try:
+        await ask(proxy, "code", "make code resident")
+        _, headers = await ask(proxy, "broken", "the engine refuses this one")
+        assert headers["x-cachesvc-adapter"] == "code" and headers["x-cachesvc-routed"] == "fallback"
+        server.faults.delay_s["load"] = 2.0  # slower than the pool's load timeout
+        _, headers = await ask(proxy, "legal", "this load times out")
+        assert headers["x-cachesvc-routed"] == "fallback"
+        server.faults.delay_s.clear()
+        pool = proxy.services.pools.pools[0]
+        pool.replicas[0].reconciled_at = float("-inf")
+        _, headers = await ask(proxy, "legal", "and now it loads")
+        assert headers["x-cachesvc-adapter"] == "legal" and headers["x-cachesvc-routed"] == "direct"
+        assert pool.page_in_failures == 2
+    finally:
+        await proxy.server.close()
+
+
+async def test_an_sglang_pool_names_base_and_adapter(encode: Any) -> None:
+    server = await SglangServer().start()
+    proxy = await proxy_for(pool_config([server.url], server="sglang", base_model=BASE_MODEL), encode)
+    try:
+        completion, headers = await ask(proxy, "legal", "what is an easement")
+        assert headers["x-cachesvc-adapter"] == "legal" and "legal" in server.adapters
+        assert completion.choices[0].message.content == f"answered by {BASE_MODEL}:legal"
+        server.restart()
+        with pytest.raises(openai.BadRequestError):
+            await ask(proxy, "legal", "after a restart")  # SGLang's 400 for an adapter it no longer has
+        proxy.services.pools.pools[0].replicas[0].reconciled_at = float("-inf")
+        completion, _ = await ask(proxy, "legal", "listed again, paged in again")
+        assert completion.choices[0].message.content == f"answered by {BASE_MODEL}:legal"
+    finally:
+        await proxy.server.close()
+        await server.close()
 
 
 async def test_a_restarted_server_is_noticed_and_the_pool_recovers(servers: list[VllmServer],
@@ -232,3 +284,90 @@ def test_pool_config_errors_name_the_key() -> None:
         raw["adapter_pools"][0].update(change)
         with pytest.raises(ValueError, match=key.replace("[", r"\[").replace("]", r"\]")):
             config_from_dict(raw)
+
+
+async def test_epoch_plans_swap_the_adapter_even_with_one_slot(servers: list[VllmServer], encode: Any) -> None:
+    """The request that ends an epoch is in flight on the adapter the plan evicts, and the next ones follow at once:
+    the plan takes the adapter out of the table, waits for what is in flight, then swaps."""
+    server = servers[0]
+    proxy = await proxy_for(pool_config([server.url], capacity=1, router="polar", epoch=4), encode)
+    try:
+        served = set()
+        for i in range(24):
+            completion, headers = await ask(proxy, "assistants", f"question number {i} about contracts or code")
+            served.add(headers["x-cachesvc-adapter"])
+            status, _ = await feedback(proxy, {"id": completion.id, "reward": 0.0})  # the resident one disappoints
+            assert status == 200
+        assert served == {"code", "legal"}  # the controller explored the adapter that was not resident at first
+        assert server.calls["unload"] >= 1
+    finally:
+        await proxy.server.close()
+
+
+async def test_a_request_during_a_plan_does_not_undo_it(servers: list[VllmServer], encode: Any) -> None:
+    """Loads are slow, so the request after an epoch's end arrives while the plan is still being applied: it is
+    routed as if the plan were done, and waits for it, instead of paging the old adapter straight back in."""
+    server = servers[0]
+    server.faults.delay_s["load"] = 0.3
+    proxy = await proxy_for(pool_config([server.url], capacity=1, router="polar", epoch=4), encode)
+    try:
+        served = []
+        for i in range(4):
+            completion, headers = await ask(proxy, "assistants", f"question {i} about a contract")
+            served.append(headers["x-cachesvc-adapter"])
+            await feedback(proxy, {"id": completion.id, "reward": 0.2})
+        assert len(set(served)) == 1  # one epoch on the first adapter: middling, the other one may be better
+        _, headers = await ask(proxy, "assistants", "the first question of the next epoch")
+        assert headers["x-cachesvc-adapter"] != served[0]  # the plan's adapter, not the old one paged back
+        assert server.calls["load"] == 2 and server.calls["unload"] == 1
+    finally:
+        await proxy.server.close()
+
+
+async def test_cached_answers_keep_to_what_was_asked_and_say_which_adapter(servers: list[VllmServer],
+                                                                         encode: Any) -> None:
+    raw = pool_config([servers[0].url], capacity=2)
+    raw["cache"] = {"enabled": True}
+    proxy = await proxy_for(raw, encode)
+    try:
+        question = "How do I reverse a list in Python?"
+        first, headers = await ask(proxy, "assistants", question)
+        adapter = headers["x-cachesvc-adapter"]
+        assert headers["x-cachesvc-cache"] == "miss"
+        again, hit = await ask(proxy, "assistants", question)
+        assert hit["x-cachesvc-cache"] == "hit" and hit["x-cachesvc-adapter"] == adapter  # recorded, not re-routed
+        assert again.choices[0].message.content == first.choices[0].message.content
+        other = "legal" if adapter == "code" else "code"
+        named, headers = await ask(proxy, other, question)  # another adapter named: never the cached answer
+        assert headers["x-cachesvc-cache"] == "miss" and named.choices[0].message.content == f"answered by {other}"
+        _, hit = await ask(proxy, other, question)
+        assert hit["x-cachesvc-cache"] == "hit" and hit["x-cachesvc-adapter"] == other
+        assert proxy.services.pools.pools[0].router.steps == 2  # hits were not routed
+    finally:
+        await proxy.server.close()
+
+
+async def test_admin_adapters_and_metrics_show_the_pool(servers: list[VllmServer], encode: Any) -> None:
+    proxy = await proxy_for(pool_config([servers[0].url], capacity=1), encode)
+    try:
+        completion, _ = await ask(proxy, "code", "one")
+        await feedback(proxy, {"id": completion.id, "reward": 0.9})
+        await ask(proxy, "legal", "two")  # evicts code: one page-out
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{proxy.root}/admin/adapters") as response:
+                assert response.status in (401, 403)  # admin only
+            async with http.get(f"{proxy.root}/admin/adapters", headers=ADMIN) as response:
+                body = await response.json()
+            async with http.get(f"{proxy.root}/metrics") as response:
+                metrics = await response.text()
+        pool = body["pools"][0]
+        by_name = {a["name"]: a for a in pool["adapters"]}
+        assert by_name["code"]["rewards"] == 1 and by_name["code"]["mean_reward"] == 0.9
+        assert by_name["legal"]["resident_on"] == ["assistants-0"] and by_name["code"]["resident_on"] == []
+        assert pool["page_ins"] == 2 and pool["page_outs"] == 1 and pool["reward_total"] == 0.9
+        assert 'cachesvc_adapter_page_outs_total{pool="assistants",replica="assistants-0",result="unloaded"} 1.0' \
+            in metrics
+        assert 'cachesvc_adapter_reward_total{pool="assistants"} 0.9' in metrics
+        assert 'cachesvc_adapter_requests_total{adapter="code",how="direct",pool="assistants"} 1.0' in metrics
+    finally:
+        await proxy.server.close()

@@ -104,3 +104,17 @@ def test_bad_names_settings_rewards_and_states_are_refused() -> None:
         router.learn(ARMS, np.ones(DIM), 0.5)
     with pytest.raises(ValueError, match="'polar'"):
         make_router("polar+", settings()).load_state_dict(router.state_dict())
+
+
+def test_an_unmeasured_adapter_costs_what_measured_ones_do() -> None:
+    from cachesvc.policies.routing.paging_cost import PagingCost
+
+    cost = PagingCost(3, prior_s=1.0, weight=2.0)
+    assert list(cost.seconds) == [1.0, 1.0, 1.0]  # the prior, until anything is measured
+    cost.record(0, 0.1)
+    cost.record(1, 0.3)
+    assert cost.seconds[2] == pytest.approx(0.2)  # the measured ones' mean
+    assert list(cost.penalties(np.array([True, False, False]))) == pytest.approx([0.0, 0.6, 0.4])
+    cost.record(2, 0.5)
+    cost.record(0, float("nan"))  # not a measurement
+    assert cost.seconds[2] == 0.5 and cost.measured.tolist() == [1, 1, 1]
