@@ -8,8 +8,10 @@ through ``POST /v1/feedback``. Reward, page-ins, measured page-in cost and time 
 Workload: prompts cut from the held-out texts of the three adapter domains (code, legal, docs), drawn with
 popularity 0.6 / 0.25 / 0.15 (seeded, the same stream for every router). The reward of an answer is 1 when the
 adapter that served it is the prompt's own domain's, else 0 (ground truth a deployment would get from its users).
-Streamed, 2 output tokens; time to first token is measured at the client. The epoch is 16 requests so that the
-controller plans a few times in a short run. Each router starts from a fresh proxy and an empty model server.
+Streamed, 2 output tokens; time to first token is measured at the client, and split into cold answers (the
+request waited for its adapter's load call: ``x-cachesvc-adapter-paged-ms``) and warm ones. The epoch is 16
+requests so that the controller plans a few times in a short run. Each router starts from a fresh proxy and an
+empty model server.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ async def run_router(router: str, args: argparse.Namespace, adapters: Path, load
     while not services.embedder.started:
         await asyncio.sleep(0.05)
     base = f"http://127.0.0.1:{proxy.port}/v1"
-    ttft, reward, served = [], 0.0, []
+    ttft, reward, served, cold = [], 0.0, [], []
     try:
         async with aiohttp.ClientSession() as http:
             for domain, text in stream:
@@ -90,6 +92,7 @@ async def run_router(router: str, args: argparse.Namespace, adapters: Path, load
                         "stream": True, "temperature": 0}
                 async with http.post(f"{base}/chat/completions", json=body) as response:
                     adapter = response.headers.get("x-cachesvc-adapter")
+                    cold.append("x-cachesvc-adapter-paged-ms" in response.headers)
                     first, response_id = None, None
                     async for line in response.content:
                         if first is None and line.startswith(b"data: {"):
@@ -107,7 +110,11 @@ async def run_router(router: str, args: argparse.Namespace, adapters: Path, load
         if args.verbose:
             print(router, " ".join(served), file=sys.stderr)
         measured = pool.router.cost.measured > 0
+        cold_ttft = [t for t, c in zip(ttft, cold, strict=True) if c]
+        warm_ttft = [t for t, c in zip(ttft, cold, strict=True) if not c]
         return {"reward": reward, "page_ins": float(stats["page_ins"]),
+                "cold50": float(np.median(cold_ttft)) if cold_ttft else float("nan"), "cold_n": float(len(cold_ttft)),
+                "warm50": float(np.median(warm_ttft)) if warm_ttft else float("nan"),
                 "page_s": float(pool.router.cost.seconds[measured].mean()) if measured.any() else float("nan"),
                 "ttft50": float(np.percentile(ttft, 50)), "ttft99": float(np.percentile(ttft, 99))}
     finally:
@@ -133,12 +140,14 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"{args.requests} requests (code {sum(d == 'code' for d, _ in stream)}, legal "
           f"{sum(d == 'legal' for d, _ in stream)}, docs {sum(d == 'docs' for d, _ in stream)}), capacity "
           f"{args.capacity} of 3 adapters, epoch 16, streamed, 2 tokens\n")
-    print("| router | reward | page-ins | measured page-in cost s (mean over adapters) | TTFT p50 s | TTFT p99 s |")
-    print("|---|---|---|---|---|---|")
+    print("| router | reward | page-ins | measured page-in cost s (mean over adapters) | TTFT p50 s | TTFT p99 s | "
+          "TTFT p50 cold (requests) / warm s |")
+    print("|---|---|---|---|---|---|---|")
     for router in args.routers:
         r = await run_router(router, args, adapters, loaded, encode, stream)
         print(f"| {router} | {r['reward']:.0f} / {args.requests} | {r['page_ins']:.0f} | {r['page_s']:.3f} | "
-              f"{r['ttft50']:.3f} | {r['ttft99']:.3f} |", flush=True)
+              f"{r['ttft50']:.3f} | {r['ttft99']:.3f} | {r['cold50']:.3f} ({r['cold_n']:.0f}) / {r['warm50']:.3f} |",
+              flush=True)
     return 0
 
 

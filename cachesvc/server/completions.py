@@ -265,6 +265,8 @@ class CompletionsService:
         ctx.model_override = routed.model_field
         headers = {**headers, "x-cachesvc-adapter": routed.adapter, "x-cachesvc-replica": routed.replica.name,
                    "x-cachesvc-routed": routed.how}
+        if routed.paged_s is not None:  # this request waited for its adapter's load call: a cold answer
+            headers["x-cachesvc-adapter-paged-ms"] = f"{routed.paged_s * 1000:.1f}"
         tenant = tenant_of(ctx.http.headers, self._config.server.tenant_header)
         feedback = self._pools.feedback if self._pools else None
 

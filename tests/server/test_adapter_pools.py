@@ -97,9 +97,12 @@ async def test_naming_an_adapter_goes_to_it_and_pages_it_in(servers: list[VllmSe
         _, headers = await ask(proxy, "legal", "what is a tort")
         assert headers["x-cachesvc-adapter"] == "legal" and headers["x-cachesvc-routed"] == "direct"
         assert server.adapters == {"legal": LEGAL_PATH}
+        assert float(headers["x-cachesvc-adapter-paged-ms"]) >= 0  # this one waited for the load: cold
+        _, headers = await ask(proxy, "legal", "what is a lien")
+        assert "x-cachesvc-adapter-paged-ms" not in headers  # resident now: warm
         _, headers = await ask(proxy, "code", "what is a closure")
         assert headers["x-cachesvc-adapter"] == "code" and server.adapters == {"code": CODE_PATH}  # legal evicted
-        assert proxy.services.pools.pools[0].router.steps == 2  # direct requests count for residency
+        assert proxy.services.pools.pools[0].router.steps == 3  # direct requests count for residency
         async with aiohttp.ClientSession() as http, http.get(f"{proxy.base_url}/models") as response:
             cards = {c["id"]: c for c in (await response.json())["data"]}
         assert cards["code"]["parent"] == "assistants" and cards["assistants"]["parent"] is None
