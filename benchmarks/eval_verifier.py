@@ -2,11 +2,6 @@
 paraphrase hit rate, precision. Prints markdown tables (docs/benchmarks.md, "Learned verifier").
 
     python benchmarks/eval_verifier.py [--data FILE ...] [--verifiers cosine near-miss learned] [--model FILE]
-    python benchmarks/eval_verifier.py --verifiers learned learned+judge judge --judge-url URL --rounds 1
-
-"judge" serves a query's most similar candidate above the pre-filter when the judge says yes (the judge alone);
-"learned+judge" is the server's inline policy: the learned verifier's accept, else its best rejected candidate within
-the band under the bar goes to the judge. Verdicts are kept in --judge-cache so that a rerun asks nothing twice.
 
 Protocol, per data file and per direction (cache the base of every look-alike pair, ask its sibling; then the other
 way round), for each k: paraphrase k of every cached intent is in the cache; every other paraphrase of a cached
@@ -49,11 +44,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target", type=float, default=0.98, help="target precision of the learned verifier")
     parser.add_argument("--cosine-threshold", type=float, default=0.8)
     parser.add_argument("--by-domain", action="store_true", help="also one row per domain")
-    parser.add_argument("--rounds", type=int, default=None, help="at most this many rounds k per direction")
-    parser.add_argument("--judge-url", default=None, help="an OpenAI-compatible endpoint (for the judge rows)")
-    parser.add_argument("--judge-model", default="judge")
-    parser.add_argument("--judge-band", type=float, default=0.25)
-    parser.add_argument("--judge-cache", type=Path, default=Path("/tmp/cachesvc-judge-verdicts.json"))
     parser.add_argument("--curve", action="store_true",
                         help="also the learned verifier's trade-off at fixed bars (for reading, not for choosing)")
     return parser.parse_args(argv)
@@ -66,7 +56,7 @@ def load(path: Path) -> list[dict]:
     return rows
 
 
-def runs(rows: list[dict], rounds: int | None = None):
+def runs(rows: list[dict]):
     """(cached intents, queries) per direction and k; a query is (text, its intent, trap kind or None)."""
     by_id = {r["intent_id"]: r for r in rows}
     siblings = {r["intent_id"]: r["sibling_of"] for r in rows if r.get("sibling_of")}
@@ -74,7 +64,8 @@ def runs(rows: list[dict], rounds: int | None = None):
     for direction in ("base cached", "sibling cached"):
         uncached = set(siblings) if direction == "base cached" else bases
         cached = [r for r in rows if r["intent_id"] not in uncached]
-        for k in range(min([len(r["paraphrases"]) for r in rows] + ([rounds] if rounds else []))):
+        rounds = min(len(r["paraphrases"]) for r in rows)
+        for k in range(rounds):
             queries = []
             for r in cached:
                 queries.extend((t, r["intent_id"], None) for j, t in enumerate(r["paraphrases"]) if j != k)
@@ -104,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     learned = LearnedVerifier(load_wordnet(default_wordnet_dir()), load_pair_model(args.model), WordVectors(encode),
                               target_precision=lambda category: args.target)
     near = NearMissVerifier()
-    judge = VerdictJudge(args) if args.judge_url else None
     print(f"embedding backend {backend}; learned bars at target {args.target}: "
           + ", ".join(f"{c} {learned.bar(c):.3f}" for c in ("code", "conversation", "volatile", "math", "knowledge")))
 
@@ -118,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         reachable: list[bool] = []  # per paraphrase query: its own intent passed the pre-filter
         curve: list[tuple[list[tuple[float, bool]], bool]] = []  # per query: (p, right) of its shortlist; is trap
         veto_curve: list[tuple[list[tuple[float, bool]], bool]] = []  # the same, of near-miss accepts only
-        for _direction, cached, queries in runs(rows, args.rounds):
+        for _direction, cached, queries in runs(rows):
             matrix = np.stack([vectors[c[0]] for c in cached])
             for text, intent_id, kind in queries:
                 sims = matrix @ vectors[text]
@@ -137,16 +127,6 @@ def main(argv: list[str] | None = None) -> int:
                         floor = NEAR_MISS_THRESHOLDS.get(category, NEAR_MISS_THRESHOLDS["default"])
                         served = next((c for c, s in shortlist if s >= floor
                                        and near.verify(text, c[0], s, category).accepted), None)
-                    elif name == "judge":
-                        served = next((c for c, _ in shortlist[:1] if judge(text, c[0])), None)
-                    elif name == "learned+judge":
-                        judged = learned.judge(text, [(c[0], s) for c, s in shortlist], category)
-                        served = next((c for (c, _), j in zip(shortlist, judged, strict=True) if j.accepted), None)
-                        rejected = [(j.probability, c) for (c, _), j in zip(shortlist, judged, strict=True)]
-                        if served is None and rejected:
-                            probability, best = max(rejected, key=lambda pc: pc[0])
-                            if probability >= learned.bar(category) - args.judge_band and judge(text, best[0]):
-                                served = best
                     else:
                         t0 = time.perf_counter()
                         judged = learned.judge(text, [(c[0], s) for c, s in shortlist], category)
@@ -179,39 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             print_curve(curve)
             print("\nnear-miss accepts, vetoed under the bar:")
             print_curve(veto_curve, (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6))
-    if judge is not None:
-        judge.save()
     return 0
-
-
-class VerdictJudge:
-    """The server's Judge (same prompt, same parsing), asked synchronously, its verdicts kept on disk."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        import asyncio
-
-        from cachesvc.config import JudgeConfig
-        from cachesvc.verifier.judge import Judge
-
-        self._path = args.judge_cache
-        self._verdicts: dict[str, bool | None] = json.loads(self._path.read_text()) if self._path.exists() else {}
-        self._loop = asyncio.new_event_loop()
-        self._judge = Judge(JudgeConfig(url=args.judge_url, model=args.judge_model, timeout_s=60.0))
-        self._loop.run_until_complete(self._judge.open())
-        self.asked = 0
-
-    def __call__(self, query: str, cached_question: str) -> bool:
-        key = json.dumps(sorted((query, cached_question)))
-        if key not in self._verdicts:
-            self._verdicts[key] = self._loop.run_until_complete(self._judge.same_question(query, cached_question))
-            self.asked += 1
-            if self.asked % 50 == 0:
-                self.save()
-                print(f"judge: {self.asked} asked", file=sys.stderr)
-        return bool(self._verdicts[key])
-
-    def save(self) -> None:
-        self._path.write_text(json.dumps(self._verdicts))
 
 
 def report(path: Path, args, results, verify_ms) -> None:

@@ -68,7 +68,6 @@ class Replica:
 class Routed:
     """Where one request goes: the adapter, the replica, how it was chosen, and what the router saw."""
 
-    pool: AdapterPool
     adapter: str
     arm: int
     replica: Replica
@@ -187,7 +186,7 @@ class AdapterPool:
             except (PagerError, RequestError) as exc:
                 replica, adapter, arm = self._fallback(adapter, context, exc)
                 how = "fallback"
-        routed = Routed(self, adapter, arm, replica, context, how, self._model_field(adapter), paged_s)
+        routed = Routed(adapter, arm, replica, context, how, self._model_field(adapter), paged_s)
         replica.inflight[adapter] += 1
         self._metrics.record_adapter_routed(self.name, adapter, how)
         self._maybe_plan()
@@ -273,18 +272,25 @@ class AdapterPool:
                                        "paged in now.", code="adapter_unavailable")
                 victim = self.adapters[self.router.victim(evictable, self._index[adapter])]
                 await self._unload(replica, victim)
-            try:
-                seconds = await replica.pager.load(adapter, self._paths[adapter])
-            except PagerError as exc:
+            return replica, await self._load(replica, adapter, "loaded")
+
+    async def _load(self, replica: Replica, adapter: str, result: str) -> float | None:
+        """Load ``adapter`` onto ``replica`` (its lock held): the load call's seconds, or None when the server
+        had it already (our table was behind: nothing was measured). Any other failure raises PagerError."""
+        try:
+            seconds: float | None = await replica.pager.load(adapter, self._paths[adapter])
+        except PagerError as exc:
+            if exc.kind != "duplicate":
                 self._load_failed(replica, adapter, exc)
-                if exc.kind != "duplicate":
-                    raise
-                seconds = 0.0  # the server had it already: our table was behind
-            replica.resident.add(adapter)
+                raise
+            replica.stale = True
+            seconds = None
+        else:
             self.page_ins += 1
-            self._metrics.record_adapter_page_in(self.name, replica.name, "loaded")
-            self._metrics.record_adapter_resident(self.name, replica.name, len(replica.resident))
-            return replica, seconds
+            self._metrics.record_adapter_page_in(self.name, replica.name, result)
+        replica.resident.add(adapter)
+        self._metrics.record_adapter_resident(self.name, replica.name, len(replica.resident))
+        return seconds
 
     async def _unload(self, replica: Replica, adapter: str) -> None:
         """Unload an adapter with nothing in flight. It leaves the table first, before any await, so that no
@@ -379,16 +385,11 @@ class AdapterPool:
                         if self._failed_until.get(name, 0.0) > time.monotonic():
                             continue
                         try:
-                            seconds = await replica.pager.load(name, self._paths[name])
-                        except PagerError as exc:
-                            self._load_failed(replica, name, exc)
-                            if exc.kind != "duplicate":
-                                continue
-                            seconds = 0.0
-                        replica.resident.add(name)
-                        self.page_ins += 1
-                        self.router.record_page_in(self._index[name], seconds)
-                        self._metrics.record_adapter_page_in(self.name, replica.name, "planned")
+                            seconds = await self._load(replica, name, "planned")
+                        except PagerError:
+                            continue
+                        if seconds is not None:
+                            self.router.record_page_in(self._index[name], seconds)
                 except PagerError:
                     continue  # the replica is marked stale; the next request lists it again
                 finally:

@@ -269,6 +269,7 @@ class CompletionsService:
             headers["x-cachesvc-adapter-paged-ms"] = f"{routed.paged_s * 1000:.1f}"
         tenant = tenant_of(ctx.http.headers, self._config.server.tenant_header)
         feedback = self._pools.feedback if self._pools else None
+        status, sent = 0, time.perf_counter()
 
         async def remember_routed(answer: Answer) -> Answer | None:
             shared = await remember(answer)
@@ -279,7 +280,6 @@ class CompletionsService:
             pool.auto_reward(routed, answer.text(), finish, time.perf_counter() - sent)
             return shared
 
-        status, sent = 0, time.perf_counter()
         response: web.StreamResponse | None = None
         try:
             response, shared = await self._relay.forward(ctx, headers, remember_routed)

@@ -23,7 +23,6 @@ USES_REFRESH = 16
 
 class PolarRouter(LinUCBRouter):
     name: ClassVar[str] = "polar"
-    cache_aware: ClassVar[bool] = True
     local_search: ClassVar[bool] = False
     _uses: np.ndarray | None = None
     _uses_at = 0

@@ -52,7 +52,6 @@ class LinUCBRouter:
     """Shared state and defaults; ``route`` is cache-unaware LinUCB, eviction is least-valuable, no plans."""
 
     name: ClassVar[str] = "linucb"
-    cache_aware: ClassVar[bool] = False
 
     def __init__(self, settings: RouterSettings) -> None:
         self.settings = settings

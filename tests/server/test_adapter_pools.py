@@ -374,3 +374,22 @@ async def test_admin_adapters_and_metrics_show_the_pool(servers: list[VllmServer
         assert 'cachesvc_adapter_requests_total{adapter="code",how="direct",pool="assistants"} 1.0' in metrics
     finally:
         await proxy.server.close()
+
+
+async def test_an_adapter_the_server_already_holds_is_taken_as_resident(servers: list[VllmServer],
+                                                                        encode: Any) -> None:
+    """Our table is behind the server (someone loaded it): vLLM's duplicate-name 400 means resident, not a failure,
+    and no page-in is measured for it."""
+    server = servers[0]
+    proxy = await proxy_for(pool_config([server.url]), encode)
+    try:
+        server.adapters["legal"] = LEGAL_PATH  # loaded behind the proxy's back, after its first listing
+        completion, headers = await ask(proxy, "legal", "what is a tort")
+        assert completion.choices[0].message.content == "answered by legal"
+        assert "x-cachesvc-adapter-paged-ms" not in headers  # nothing was paged in for this request
+        pool = proxy.services.pools.pools[0]
+        assert pool.page_in_failures == 0 and pool.page_ins == 0
+        assert pool.router.cost.measured[pool.adapters.index("legal")] == 0  # no made-up zero-second page-in
+        assert server.calls["load"] == 1
+    finally:
+        await proxy.server.close()
