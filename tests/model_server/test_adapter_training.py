@@ -31,10 +31,16 @@ def test_corpora_are_deterministic_deduplicated_and_split_disjoint(domain: str) 
 
 
 def test_corpora_are_distinct_domains() -> None:
-    code, legal, docs = (" ".join(domain_texts(d, limit=30)) for d in DOMAINS)
+    corpus = {d: " ".join(domain_texts(d, limit=30)) for d in DOMAINS}
+    code, legal, docs = corpus["code"], corpus["legal"], corpus["docs"]
     assert code.count("def ") > 100 and legal.count("def ") < 5
     assert legal.lower().count("licen") > 100 and code.lower().count("licen") < legal.lower().count("licen") / 10
     assert docs.count("statement") > 20
+    # Each newer domain has a marker that is common in it and rare in every other domain.
+    markers = {"cpp": "#include", "readme": "pip install", "build": "set_target_properties("}
+    for domain, marker in markers.items():
+        rates = {d: text.count(marker) / len(text) for d, text in corpus.items()}
+        assert rates[domain] > 3 * max(r for d, r in rates.items() if d != domain), (marker, rates)
 
 
 @pytest.fixture(scope="module")

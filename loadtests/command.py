@@ -1,0 +1,240 @@
+"""``cachesvc loadtest``: measure any OpenAI-compatible endpoint under a workload with ground truth, in closed loop
+(``--users N``) or open loop (``--rate R``), a comma list of either making a sweep that stops at saturation, and
+write a self-contained report (HTML with plots, plus CSV and JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+BUILTIN_WORKLOAD = "builtin"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's flags."""
+    parser.add_argument("--target", required=True, help="base URL of the endpoint, e.g. http://127.0.0.1:8080/v1")
+    parser.add_argument("--workload", default=BUILTIN_WORKLOAD,
+                        help="'builtin' (the intents shipped with cachesvc), an intents JSONL file "
+                             "(intent_id, category, sibling_of, ttl_class, paraphrases), or replay:FILE (one "
+                             "request per line)")
+    load = parser.add_mutually_exclusive_group()
+    load.add_argument("--users", default=None, help="closed loop: concurrent users (a comma list sweeps them)")
+    load.add_argument("--rate", default=None, help="open loop: requests per second (a comma list sweeps them)")
+    parser.add_argument("--arrival", choices=("poisson", "constant"), default="poisson")
+    parser.add_argument("--max-inflight", type=int, default=256, help="open loop: cap on requests in flight")
+    parser.add_argument("--ramp", type=float, default=0.0, help="open loop: seconds to ramp the rate up from 0")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per stage at most")
+    parser.add_argument("--requests", type=int, default=200, help="planned requests (a stage ends when all are sent)")
+    parser.add_argument("--report", type=Path, default=None, help="report folder (default ./loadtest-<time>)")
+    parser.add_argument("--workers", type=int, default=1, help="locust worker processes (distributed mode)")
+    parser.add_argument("--model", default=None, help="model to ask (default: the first the target lists)")
+    parser.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY; tenants get their own)")
+    parser.add_argument("--tenants", type=int, default=1)
+    parser.add_argument("--stream-fraction", type=float, default=0.5)
+    parser.add_argument("--multi-turn-fraction", type=float, default=0.1)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--slo", default=None, help="goodput objectives in ms, e.g. ttft:500,tpot:50,e2e:2000")
+    parser.add_argument("--dual-send", default=None, metavar="URL",
+                        help="also send a sample of requests straight to this upstream and compare the answers")
+    parser.add_argument("--dual-fraction", type=float, default=0.1)
+    parser.add_argument("--dual-api-key", default=None)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take")
+    parser.add_argument("--bucket", type=float, default=None, help="seconds per point of the time series")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Run every stage, write the report, print where it is; 2 on a bad argument. ``argv`` is the command line
+    as given (the report shows it)."""
+    try:
+        plan = _plan(args)
+    except (ValueError, OSError) as exc:
+        print(f"cachesvc loadtest: {exc}", file=sys.stderr)
+        return 2
+    command = shlex.join(["cachesvc", *(argv if argv is not None else ["loadtest"])])
+    return _execute(args, command, *plan)
+
+
+def _values(text: str, name: str, kind: type) -> list[Any]:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} takes a number or a comma list of numbers, not {text!r}") from None
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise ValueError(f"--{name} values must be positive")
+    return values
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[Any], list[dict[str, Any]], dict[str, Any], Path]:
+    from cachesvc.loadtests.locust_process import Stage
+    from cachesvc.loadtests.metrics import Objectives
+
+    Objectives.parse(args.slo)
+    if not args.target.startswith(("http://", "https://")):
+        raise ValueError(f"--target must be an http(s) URL, not {args.target!r}")
+    for name in ("requests", "workers", "max_inflight", "tenants", "max_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.dual_fraction <= 1 or not 0 <= args.stream_fraction <= 1:
+        raise ValueError("--dual-fraction and --stream-fraction must be within 0..1")
+    if args.duration <= 0 or args.timeout <= 0:
+        raise ValueError("--duration and --timeout must be positive")
+    stages: list[Stage] = []
+    if args.rate is not None:
+        for rate in _values(args.rate, "rate", float):
+            arrivals = {"rate": rate, "process": args.arrival, "ramp_s": args.ramp, "duration_s": args.duration,
+                        "count": args.requests, "seed": args.seed}
+            stages.append(Stage(f"{rate:g}/s", arrivals=arrivals, duration_s=args.duration + args.ramp))
+    else:
+        for users in _values(args.users or "4", "users", int):
+            stages.append(Stage(f"{users} users", users=users, duration_s=args.duration))
+    api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
+    model = args.model or _first_model(args.target, api_key)
+    planned = _planned(args, model)
+    report = args.report or Path(f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}")
+    settings = {"target": args.target, "api_key": api_key, "timeout_s": args.timeout, "seed": args.seed,
+                "max_inflight": args.max_inflight,
+                "dual": {"url": args.dual_send, "fraction": args.dual_fraction, "api_key": args.dual_api_key}
+                if args.dual_send else None}
+    return stages, planned, settings, report
+
+
+def _first_model(target: str, api_key: str | None) -> str:
+    """The first model ``GET /models`` lists (bounded read, short timeout)."""
+    request = urllib.request.Request(target.rstrip("/") + "/models")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            data = json.loads(response.read(1 << 20))
+        return str(data["data"][0]["id"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"could not read a model from {target}/models ({exc}); name one with --model") from None
+
+
+def _planned(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
+    """The planned requests as locust's process reads them: ``id``, ``body``, ``headers``, ``truth``."""
+    from importlib.resources import files
+
+    from cachesvc.loadtests import workload
+
+    if args.workload.startswith("replay:"):
+        requests = workload.replay_requests(Path(args.workload.removeprefix("replay:")))
+    else:
+        path = Path(str(files("cachesvc.loadtests") / "data" / "intents.jsonl")) \
+            if args.workload == BUILTIN_WORKLOAD else Path(args.workload)
+        spec = workload.WorkloadSpec(
+            requests=args.requests, seed=args.seed, stream_fraction=args.stream_fraction,
+            multi_turn_fraction=args.multi_turn_fraction, tenants=args.tenants, models=((model, 1.0),),
+            max_tokens=args.max_tokens)
+        requests = workload.generate(spec, workload.load_intents(path))
+    out = []
+    for r in requests[: args.requests]:
+        body = dict(r.body)
+        body.setdefault("model", model)
+        truth = {"intent": r.intent, "category": r.category, "truth_key": r.truth_key,
+                 "first_of_key": r.first_of_key, "trap_of": r.trap_of, "tenant": r.tenant}
+        out.append({"id": r.id, "body": body, "headers": dict(r.headers), "truth": truth})
+    if not out:
+        raise ValueError("the workload has no requests")
+    return out
+
+
+def _execute(args: argparse.Namespace, command: str, stages: list[Any], planned: list[dict[str, Any]],
+             settings: dict[str, Any], report: Path) -> int:
+    from cachesvc.loadtests.locust_process import run_stage
+    from cachesvc.loadtests.metrics import Objectives, summarise
+    from cachesvc.loadtests.report import write_report
+    from cachesvc.loadtests.report_document import stage_charts, stage_tables, sweep_charts, sweep_table
+    from cachesvc.loadtests.schedule import saturation
+
+    report.mkdir(parents=True, exist_ok=True)
+    requests_file = report / "requests.jsonl"
+    requests_file.write_text("".join(json.dumps(p) + "\n" for p in planned))
+    settings = {**settings, "requests_file": str(requests_file)}
+    objectives = Objectives.parse(args.slo)
+    similarity = _similarity if args.dual_send else None
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    done: list[tuple[str, float, Any, str]] = []
+    first_p99 = 0.0
+    last_records: list[dict[str, Any]] = []
+    for stage in stages:
+        folder = report / "stages" / _slug(stage.name) if len(stages) > 1 else report
+        records = run_stage(stage, settings, folder / "raw", workers=args.workers, planned=len(planned))
+        summary = summarise(records, objectives=objectives, bucket_s=args.bucket, similarity=similarity)
+        offered = float(stage.arrivals["rate"]) if stage.arrivals else float(stage.users or 0)
+        p99 = summary.latency["latency_s"]["p99"]
+        first_p99 = first_p99 or (p99 if not math.isnan(p99) else 0.0)
+        verdict = saturation(offered if stage.arrivals else 0.0, summary.requests_per_s, p99, first_p99,
+                             1 - summary.ok / summary.requests)
+        if not stage.arrivals and done and summary.requests_per_s < 1.1 * done[-1][2].requests_per_s:
+            verdict = type(verdict)(True, "throughput grew under 10% over the previous stage")
+        done.append((stage.name, offered, summary, verdict.reason if len(stages) > 1 else "-"))
+        last_records = records
+        _print_stage(stage.name, summary)
+        if len(stages) > 1:
+            write_report(folder, _document(f"Stage {stage.name}", command, config, stage_tables(summary),
+                                           stage_charts(summary, records), planned), records)
+        if len(stages) > 1 and verdict.saturated:
+            print(f"saturated at {stage.name}: {verdict.reason}", file=sys.stderr)
+            break
+    if len(stages) > 1:
+        open_loop = bool(stages[0].arrivals)
+        document = _document("cachesvc loadtest: sweep", command, config, [sweep_table(done)],
+                             sweep_charts(done, open_loop=open_loop), planned)
+        document["notes"].append("Each stage's own report is in stages/<stage>/report.html. Stages share the "
+                                 "planned stream, so later stages meet a cache the earlier ones filled.")
+        html = write_report(report, document, None)
+    else:
+        summary = done[0][2]
+        html = write_report(report, _document("cachesvc loadtest", command, config, stage_tables(summary),
+                                              stage_charts(summary, last_records), planned), last_records)
+    print(f"report: {html}")
+    return 0
+
+
+def _document(title: str, command: str, config: dict[str, Any], tables: list[dict[str, Any]],
+              charts: list[dict[str, Any]], planned: list[dict[str, Any]]) -> dict[str, Any]:
+    categories: dict[str, int] = {}
+    for p in planned:
+        name = str((p.get("truth") or {}).get("category") or "-")
+        categories[name] = categories.get(name, 0) + 1
+    workload = ", ".join(f"{k} {v}" for k, v in sorted(categories.items()))
+    return {"title": title, "subtitle": f"target {config.get('target')}", "command": command, "config": config,
+            "notes": [f"Workload: {len(planned)} planned requests ({workload})."], "tables": tables,
+            "charts": charts}
+
+
+def _print_stage(name: str, summary: Any) -> None:
+    lat, ttft = summary.latency["latency_s"], summary.latency["ttft_s"]
+    hits = sum(v for k, v in summary.outcomes.items() if k.startswith("hit"))
+    print(f"{name}: {summary.ok}/{summary.requests} ok, {summary.requests_per_s:.2f} req/s, "
+          f"{summary.output_tokens_per_s:.1f} tok/s, latency p50 {lat['p50'] * 1000:.1f} ms p99 "
+          f"{lat['p99'] * 1000:.1f} ms, TTFT p50 {ttft['p50'] * 1000:.1f} ms, hits {hits}", flush=True)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-") or "stage"
+
+
+def _similarity(left: list[str], right: list[str]) -> list[float]:
+    """Cosine similarity of answer pairs under cachesvc's embedding model (loaded once, in this process)."""
+    import numpy as np
+
+    from cachesvc.config import EmbeddingConfig
+    from cachesvc.embedding.encoders import load_encoder
+
+    encode, _ = load_encoder(EmbeddingConfig())
+    a = np.asarray(encode(left), dtype=np.float64)
+    b = np.asarray(encode(right), dtype=np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return [float(x) for x in (a * b).sum(axis=1) / np.maximum(norms, 1e-12)]
+
