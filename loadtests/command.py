@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 BUILTIN_WORKLOAD = "builtin"
+LIMITS = {"requests": 10_000_000, "workers": 64, "max_inflight": 100_000, "tenants": 10_000, "max_tokens": 1_000_000}
+MAX_USERS = 100_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,9 +82,9 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], list[dict[str, Any]], di
     Objectives.parse(args.slo)
     if not args.target.startswith(("http://", "https://")):
         raise ValueError(f"--target must be an http(s) URL, not {args.target!r}")
-    for name in ("requests", "workers", "max_inflight", "tenants", "max_tokens"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    for name, limit in LIMITS.items():
+        if not 1 <= getattr(args, name) <= limit:
+            raise ValueError(f"--{name.replace('_', '-')} must be within 1..{limit}")
     if not 0 <= args.dual_fraction <= 1 or not 0 <= args.stream_fraction <= 1:
         raise ValueError("--dual-fraction and --stream-fraction must be within 0..1")
     if args.duration <= 0 or args.timeout <= 0:
@@ -95,6 +97,8 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], list[dict[str, Any]], di
             stages.append(Stage(f"{rate:g}/s", arrivals=arrivals, duration_s=args.duration + args.ramp))
     else:
         for users in _values(args.users or "4", "users", int):
+            if users > MAX_USERS:
+                raise ValueError(f"--users must be at most {MAX_USERS}")
             stages.append(Stage(f"{users} users", users=users, duration_s=args.duration))
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
     model = args.model or _first_model(args.target, api_key)

@@ -43,6 +43,7 @@ class _Run:
         planned = [json.loads(line) for line in Path(self.spec["requests_file"]).read_text().splitlines() if line]
         self.planned = planned[self.worker::self.workers]
         self.next = 0
+        self.inflight = 0  # closed loop: requests being answered; the last user out ends the run
         self.url = self.spec["target"].rstrip("/") + "/chat/completions"
         dual = self.spec.get("dual") or {}
         self.dual_url = dual["url"].rstrip("/") + "/chat/completions" if dual.get("url") else None
@@ -137,10 +138,16 @@ class ClosedLoopUser(User):
     def next_request(self) -> None:
         planned = self.shared.take()
         if planned is None:
-            if not self.shared.finished:
+            # Quitting now would cut off the other users' requests still in flight: wait for them.
+            if self.shared.inflight == 0 and not self.shared.finished:
                 _finish(self.environment, self.shared)
+            gevent.sleep(0.05)
             return
-        _execute(self.environment, self.shared, self.session, planned, None, self.index)
+        self.shared.inflight += 1
+        try:
+            _execute(self.environment, self.shared, self.session, planned, None, self.index)
+        finally:
+            self.shared.inflight -= 1
         if self.think_s:
             gevent.sleep(self.think_s)
 

@@ -65,7 +65,7 @@ def stage_tables(summary: Summary) -> list[dict[str, Any]]:
             "note": "A possible hit is a request whose intent (same tenant, model and conversation) was asked "
                     "before. A hit is right when the answer it served was generated for the same intent.",
         })
-    if summary.dual:
+    if summary.dual.get("hit_pairs") or summary.dual.get("miss_pairs"):
         d = summary.dual
         tables.append({
             "title": "Dual-send: answers through the target against the upstream's fresh ones",

@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = {"cachesvc": ROOT / "cachesvc", "cachesvc.policies": ROOT / "policies", "cachesvc.kernels": ROOT / "kernels"}
+SOURCES = {"cachesvc": ROOT / "cachesvc", "cachesvc.policies": ROOT / "policies", "cachesvc.kernels": ROOT / "kernels",
+           "cachesvc.loadtests": ROOT / "loadtests"}
 THIRD_PARTY_RULED = ("aiohttp",)  # third-party packages the table rules on
 
 
@@ -28,7 +29,7 @@ def modules() -> dict[str, Path]:
     for package, folder in SOURCES.items():
         for path in folder.rglob("*.py"):
             parts = [p for p in path.relative_to(folder).with_suffix("").parts if p != "__init__"]
-            if package == "cachesvc" and parts and parts[0] in ("policies", "kernels"):
+            if package == "cachesvc" and parts and parts[0] in ("policies", "kernels", "loadtests"):
                 continue
             found[".".join([package, *parts])] = path
     return found

@@ -93,6 +93,7 @@ async def test_a_rate_sweep_stops_at_saturation(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flags, message", [
     (["--users", "0"], "positive"),
+    (["--workers", "1000"], "1..64"),
     (["--rate", "fast"], "comma list"),
     (["--slo", "speed:3"], "objective"),
     (["--dual-fraction", "2"], "0..1"),
@@ -118,3 +119,42 @@ async def test_against_the_reference_model_server(tmp_path: Path, smollm2: Any) 
     assert document["tables"][0]["rows"][0][2] == 6
     latency = table(document, "Latency")
     assert latency["end-to-end latency"][1] == 6
+
+
+async def test_dual_send_compares_hits_with_the_upstreams_fresh_answers(
+        tmp_path: Path, encode: Callable[[list[str]], np.ndarray]) -> None:
+    from cachesvc.upstreams.stub import StubBehaviour
+
+    stub = await start_stub(behaviour=StubBehaviour(stamp_calls=True, latency_ms=10))
+    proxy = await start_proxy(proxy_config(stub.url), encode)
+    try:
+        code = await loadtest("--target", proxy.base_url, "--users", "2", "--requests", "40", "--duration", "30",
+                              "--report", str(tmp_path), "--model", "stub-model", "--dual-send", stub.url,
+                              "--dual-fraction", "1")
+    finally:
+        await proxy.server.close()
+        await stub.server.close()
+    assert code == 0
+    dual = table(summary(tmp_path), "Dual-send")
+    hits, misses = dual["hit"], dual["miss"]
+    assert hits[1] > 0 and misses[1] > 0
+    assert misses[2] == 1.0  # a miss is the upstream's own answer to the same prompt (its stamp aside)
+    assert misses[3] == pytest.approx(1.0, abs=1e-6)
+    # An exact hit is the same prompt's answer; a semantic hit answered another paraphrase, so it may differ.
+    assert 0.0 <= hits[2] <= 1.0 and hits[3] > 0.5
+    assert stub.stats.completions == 40 + 40 - hits[1]  # every request sent twice, less the proxy's hits
+
+
+async def test_distributed_workers_share_the_stream(tmp_path: Path) -> None:
+    stub = await start_stub(latency_ms=10)
+    try:
+        code = await loadtest("--target", stub.url, "--users", "4", "--requests", "30", "--duration", "30",
+                              "--report", str(tmp_path), "--workers", "2")
+    finally:
+        await stub.server.close()
+    assert code == 0
+    with (tmp_path / "requests.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["id"] for r in rows) == sorted({r["id"] for r in rows}) and len(rows) == 30
+    assert {r["worker"] for r in rows} == {"0", "1"}
+    assert stub.stats.completions == 30
