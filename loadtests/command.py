@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=200, help="planned requests (a stage ends when all are sent)")
     parser.add_argument("--report", type=Path, default=None, help="report folder (default ./loadtest-<time>)")
     parser.add_argument("--workers", type=int, default=1, help="locust worker processes (distributed mode)")
-    parser.add_argument("--model", default=None, help="model to ask (default: the first the target lists)")
+    parser.add_argument("--model", default=None,
+                        help="model to ask (default: the first the target lists); a comma list NAME[:WEIGHT],... "
+                             "mixes several, e.g. an adapter pool and one of its adapters: assistants:3,code:1")
     parser.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY; tenants get their own)")
     parser.add_argument("--tenants", type=int, default=1)
     parser.add_argument("--stream-fraction", type=float, default=0.5)
@@ -101,14 +103,29 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], list[dict[str, Any]], di
                 raise ValueError(f"--users must be at most {MAX_USERS}")
             stages.append(Stage(f"{users} users", users=users, duration_s=args.duration))
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
-    model = args.model or _first_model(args.target, api_key)
-    planned = _planned(args, model)
+    models = _models(args.model) if args.model else ((_first_model(args.target, api_key), 1.0),)
+    planned = _planned(args, models)
     report = args.report or Path(f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}")
     settings = {"target": args.target, "api_key": api_key, "timeout_s": args.timeout, "seed": args.seed,
                 "max_inflight": args.max_inflight,
                 "dual": {"url": args.dual_send, "fraction": args.dual_fraction, "api_key": args.dual_api_key}
                 if args.dual_send else None}
     return stages, planned, settings, report
+
+
+def _models(text: str) -> tuple[tuple[str, float], ...]:
+    """``"a:3,b"`` as ((a, 3.0), (b, 1.0)); names are kept verbatim, weights must be positive."""
+    out = []
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"--model weight must be a number, not {weight!r}") from None
+        if not name or not (value > 0 and math.isfinite(value)) or len(name) > 256:
+            raise ValueError(f"--model takes NAME[:WEIGHT],... with positive weights, not {part!r}")
+        out.append((name, value))
+    return tuple(out)
 
 
 def _first_model(target: str, api_key: str | None) -> str:
@@ -124,7 +141,7 @@ def _first_model(target: str, api_key: str | None) -> str:
         raise ValueError(f"could not read a model from {target}/models ({exc}); name one with --model") from None
 
 
-def _planned(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
+def _planned(args: argparse.Namespace, models: tuple[tuple[str, float], ...]) -> list[dict[str, Any]]:
     """The planned requests as locust's process reads them: ``id``, ``body``, ``headers``, ``truth``."""
     from importlib.resources import files
 
@@ -137,13 +154,13 @@ def _planned(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
             if args.workload == BUILTIN_WORKLOAD else Path(args.workload)
         spec = workload.WorkloadSpec(
             requests=args.requests, seed=args.seed, stream_fraction=args.stream_fraction,
-            multi_turn_fraction=args.multi_turn_fraction, tenants=args.tenants, models=((model, 1.0),),
+            multi_turn_fraction=args.multi_turn_fraction, tenants=args.tenants, models=models,
             max_tokens=args.max_tokens)
         requests = workload.generate(spec, workload.load_intents(path))
     out = []
     for r in requests[: args.requests]:
         body = dict(r.body)
-        body.setdefault("model", model)
+        body.setdefault("model", models[0][0])
         truth = {"intent": r.intent, "category": r.category, "truth_key": r.truth_key,
                  "first_of_key": r.first_of_key, "trap_of": r.trap_of, "tenant": r.tenant}
         out.append({"id": r.id, "body": body, "headers": dict(r.headers), "truth": truth})

@@ -46,9 +46,12 @@ def locustfile() -> str:
 
 
 def run_stage(stage: Stage, settings: dict[str, Any], out: Path, *, planned: int, workers: int = 1,
-              progress: TextIO | None = sys.stderr,
+              progress: TextIO | None | str = "stderr",
               clock: Callable[[], float] = time.monotonic) -> list[dict[str, Any]]:
-    """Run one stage to its end (every planned request sent, or its duration passed) and return its records."""
+    """Run one stage to its end (every planned request sent, or its duration passed) and return its records.
+    Progress lines go to ``progress``: the ``sys.stderr`` of the moment by default, None for none."""
+    if isinstance(progress, str):
+        progress = sys.stderr
     out.mkdir(parents=True, exist_ok=True)
     spec = {**settings, "records_dir": str(out), "workers": workers, "arrivals": stage.arrivals}
     spec_path = out / "run.json"

@@ -158,3 +158,37 @@ async def test_distributed_workers_share_the_stream(tmp_path: Path) -> None:
     assert sorted(r["id"] for r in rows) == sorted({r["id"] for r in rows}) and len(rows) == 30
     assert {r["worker"] for r in rows} == {"0", "1"}
     assert stub.stats.completions == 30
+
+
+async def test_open_loop_through_the_proxy_with_its_embedded_model_server(
+        tmp_path: Path, smollm2: Any, encode: Callable[[list[str]], np.ndarray]) -> None:
+    from cachesvc.config import config_from_dict
+
+    proxy = await start_proxy(config_from_dict({}), encode, model=smollm2)
+    engine = proxy.services.model_engine
+    for _ in range(600):  # bounded: 30 s
+        if engine.status != "loading":
+            break
+        await asyncio.sleep(0.05)
+    try:
+        code = await loadtest("--target", proxy.base_url, "--rate", "2", "--requests", "8", "--max-tokens", "4",
+                              "--duration", "60", "--report", str(tmp_path), "--timeout", "60")
+    finally:
+        await proxy.server.close()
+    assert code == 0
+    document = summary(tmp_path)
+    assert document["tables"][0]["rows"][0][1:3] == [8, 8]
+    outcomes = table(document, "Cache outcomes")
+    assert sum(row[1] for row in outcomes.values()) == 8 and "miss" in outcomes
+
+
+async def test_several_models_are_mixed_by_weight(tmp_path: Path) -> None:
+    stub = await start_stub()
+    try:
+        code = await loadtest("--target", stub.url, "--users", "2", "--requests", "60", "--duration", "30",
+                              "--report", str(tmp_path), "--model", "stub-model:3,other-model:1")
+    finally:
+        await stub.server.close()
+    assert code == 0
+    models = [body["model"] for body in stub.stats.requests]
+    assert len(models) == 60 and 30 < models.count("stub-model") < 57 and models.count("other-model") > 3
