@@ -224,14 +224,25 @@ def _execute(args: argparse.Namespace, command: str, stages: list[Any], planned:
 
 def _document(title: str, command: str, config: dict[str, Any], tables: list[dict[str, Any]],
               charts: list[dict[str, Any]], planned: list[dict[str, Any]]) -> dict[str, Any]:
-    categories: dict[str, int] = {}
-    for p in planned:
-        name = str((p.get("truth") or {}).get("category") or "-")
-        categories[name] = categories.get(name, 0) + 1
-    workload = ", ".join(f"{k} {v}" for k, v in sorted(categories.items()))
     return {"title": title, "subtitle": f"target {config.get('target')}", "command": command, "config": config,
-            "notes": [f"Workload: {len(planned)} planned requests ({workload})."], "tables": tables,
-            "charts": charts}
+            "notes": [f"Workload: {len(planned)} planned requests ({config.get('workload')})."],
+            "tables": [workload_table(planned), *tables], "charts": charts}
+
+
+def workload_table(planned: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per category: planned requests, possible hits (asked before), look-alike traps, streamed and multi-turn."""
+    rows: dict[str, list[int]] = {}
+    for p in planned:
+        truth = p.get("truth") or {}
+        row = rows.setdefault(str(truth.get("category") or "-"), [0, 0, 0, 0, 0])
+        user_turns = sum(1 for m in p["body"].get("messages", []) if isinstance(m, dict) and m.get("role") == "user")
+        for i, flag in enumerate((True, truth.get("first_of_key") is False, truth.get("trap_of") is not None,
+                                  bool(p["body"].get("stream")), user_turns > 1)):
+            row[i] += bool(flag)
+    return {"title": "Workload", "columns": ["category", "requests", "possible hits", "look-alike traps", "streamed",
+                                             "multi-turn"],
+            "rows": [[name, *values] for name, values in sorted(rows.items())],
+            "note": "Possible hits: requests whose intent the same tenant asked before of the same model."}
 
 
 def _print_stage(name: str, summary: Any) -> None:

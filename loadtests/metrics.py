@@ -379,6 +379,9 @@ def _series(rows: Sequence[Timed], start: float, duration: float,
             percentile([t.latency_s for t in b if t.latency_s is not None], q) for b in buckets]
         series["latency"][f"TTFT p{q}"] = [
             percentile([t.ttft_s for t in b if t.ttft_s is not None], q) for b in buckets]
+    series["tiers"] = {"x": x}
+    for tier in sorted({t.outcome for t in rows if t.outcome.startswith("hit")}):
+        series["tiers"][tier] = [sum(t.outcome == tier for t in b) / max(1, sum(t.ok for t in b)) for b in buckets]
     for name in sorted({t.category for t in rows}):
         series["hit_rate"][name] = [hit_rate([t for t in b if t.category == name]) for b in buckets]
     return series

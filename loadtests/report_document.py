@@ -114,6 +114,8 @@ def stage_charts(summary: Summary, records: Sequence[Mapping[str, Any]]) -> list
          "log_y": True, "series": lines("latency")},
         {"title": "Hit rate over time, by category", "kind": "line", "x_label": "seconds", "y_label": "hit rate",
          "series": lines("hit_rate")},
+        {"title": "Hits by tier over time", "kind": "line", "x_label": "seconds", "y_label": "share of answers",
+         "series": lines("tiers")},
         {"title": "Time to first token and end-to-end latency", "kind": "distribution", "x_label": "seconds",
          "y_label": "requests", "log_x": True,
          "series": {"time to first token": [t.ttft_s for t in ok if t.ttft_s is not None],

@@ -41,8 +41,10 @@ async def test_closed_loop_against_the_stand_in(tmp_path: Path) -> None:
     assert code == 0
     assert stub.stats.completions == 40
     document = summary(tmp_path)
-    throughput = document["tables"][0]
+    throughput = next(t for t in document["tables"] if t["title"] == "Throughput")
     assert throughput["rows"][0][1:3] == [40, 40]
+    workload = table(document, "Workload")
+    assert sum(row[1] for row in workload.values()) == 40 and sum(row[4] for row in workload.values()) > 0
     assert (tmp_path / "report.html").read_text().count("<svg") >= 4
     with (tmp_path / "requests.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -116,7 +118,7 @@ async def test_against_the_reference_model_server(tmp_path: Path, smollm2: Any) 
         await server.close()
     assert code == 0
     document = summary(tmp_path)
-    assert document["tables"][0]["rows"][0][2] == 6
+    assert next(t for t in document["tables"] if t["title"] == "Throughput")["rows"][0][2] == 6
     latency = table(document, "Latency")
     assert latency["end-to-end latency"][1] == 6
 
@@ -177,7 +179,7 @@ async def test_open_loop_through_the_proxy_with_its_embedded_model_server(
         await proxy.server.close()
     assert code == 0
     document = summary(tmp_path)
-    assert document["tables"][0]["rows"][0][1:3] == [8, 8]
+    assert next(t for t in document["tables"] if t["title"] == "Throughput")["rows"][0][1:3] == [8, 8]
     outcomes = table(document, "Cache outcomes")
     assert sum(row[1] for row in outcomes.values()) == 8 and "miss" in outcomes
 

@@ -67,6 +67,7 @@ def test_summary_of_the_recorded_run() -> None:
     assert s.series["throughput"]["requests/s"][:3] == [2.0, 2.0, 1.0]
     assert s.series["throughput"]["errors/s"][:3] == [0.0, 0.0, 1.0]
     assert s.series["hit_rate"]["code"][:2] == [0.0, 1.0]
+    assert s.series["tiers"]["hit/semantic"][:3] == [0.0, 1.0, 0.0]
 
 
 def test_accuracy_judges_each_hit_by_the_answer_it_served() -> None:
