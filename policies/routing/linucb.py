@@ -43,17 +43,14 @@ class LinUCB:
         self.lift = np.zeros((arms, dim))  # A^-1 s
         self.counts = np.zeros(arms, dtype=np.int64)
         self.reward_sums = np.zeros(arms)
+        self.prior_mean = 0.0  # the pooled mean reward: every arm's estimate before its own data moves it
+        self.theta = np.zeros((arms, dim))  # per-arm weights of the reward's difference from the pooled mean
 
-    @property
-    def prior_mean(self) -> float:
-        """The pooled mean reward, every arm's estimate before its own data moves it (0 before any reward)."""
+    def _refresh(self) -> None:
+        """Recompute the pooled mean and every arm's weights (the mean moves with every reward)."""
         total = int(self.counts.sum())
-        return float(self.reward_sums.sum() / total) if total else 0.0
-
-    @property
-    def theta(self) -> np.ndarray:
-        """(N, d) per-arm weights of the reward's difference from the pooled mean."""
-        return self.raw - self.prior_mean * self.lift
+        self.prior_mean = float(self.reward_sums.sum() / total) if total else 0.0
+        self.theta = self.raw - self.prior_mean * self.lift
 
     def means(self, contexts: np.ndarray) -> np.ndarray:
         """Estimated reward of every arm: (N,) for one context (d,), (M, N) for a batch (M, d)."""
@@ -91,6 +88,7 @@ class LinUCB:
             self.a_inv[arm] -= np.outer(u, u) / (1.0 + x @ u)
         self.raw[arm] = self.a_inv[arm] @ self.b[arm]
         self.lift[arm] = self.a_inv[arm] @ self.s[arm]
+        self._refresh()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (A, b and s; the inverse and the weights are rebuilt exactly on load)."""
@@ -113,6 +111,7 @@ class LinUCB:
         self.a_inv = np.stack([_inverse(m) for m in self.a])
         self.raw = np.einsum("nij,nj->ni", self.a_inv, self.b)
         self.lift = np.einsum("nij,nj->ni", self.a_inv, self.s)
+        self._refresh()
 
 
 def _inverse(matrix: np.ndarray) -> np.ndarray:
