@@ -177,39 +177,47 @@ def is_hit(record: Mapping[str, Any], seen_stamps: set[str]) -> bool:
 def accuracy(records: Sequence[Mapping[str, Any]]) -> dict[str, Accuracy]:
     """Per category: possible hits, hits, and whether each hit was right, judged by ground truth.
 
-    A hit's source is the earlier generated answer with the same text (the upstream's stamp makes it unique when
-    the target is the stand-in): right when that answer was generated for a request of the same truth key."""
+    A hit's source is the generated answer with the same text (the upstream's stamp makes it unique when the
+    target is the stand-in): right when that answer was generated for a request of the same truth key. Sources
+    are gathered from the whole run first, so a hit that finished before its source (a request that waited on an
+    identical one in flight) is still judged."""
     table: dict[str, Accuracy] = defaultdict(Accuracy)
     sources: dict[str, set[str]] = defaultdict(set)  # answer text -> truth keys it was generated for
     seen_stamps: set[str] = set()
+    judged: list[tuple[Mapping[str, Any], bool]] = []
     for record in sorted(records, key=lambda r: float(r["sent_at"]) + float(r.get("latency_s") or 0.0)):
         truth = record.get("truth") or {}
         if not truth.get("truth_key") or outcome(record) == "error":
             continue
+        hit = is_hit(record, seen_stamps)
+        judged.append((record, hit))
+        if not hit:
+            answer = str(record.get("answer") or "")
+            sources[answer].add(str(truth["truth_key"]))
+            stamp = STAMP.search(answer)
+            if stamp:
+                seen_stamps.add(stamp.group(1))
+    for record, hit in judged:
+        truth = record["truth"]
         row = table[str(truth.get("category") or "-")]
         row.requests += 1
         possible = not truth.get("first_of_key", True)
         row.possible_hits += possible
         row.traps += truth.get("trap_of") is not None
-        answer = str(record.get("answer") or "")
-        if is_hit(record, seen_stamps):
-            row.hits += 1
-            row.hits_on_possible += possible
-            keys = sources.get(answer)
-            if not keys:
-                row.unverified += 1
-            elif truth["truth_key"] in keys:
-                row.right += 1
-            else:
-                row.wrong += 1
-                row.traps_served += truth.get("trap_of") is not None
-                if len(row.wrong_ids) < 20:
-                    row.wrong_ids.append(str(record.get("id")))
+        if not hit:
+            continue
+        row.hits += 1
+        row.hits_on_possible += possible
+        keys = sources.get(str(record.get("answer") or ""))
+        if not keys:
+            row.unverified += 1
+        elif truth["truth_key"] in keys:
+            row.right += 1
         else:
-            sources[answer].add(str(truth["truth_key"]))
-            stamp = STAMP.search(answer)
-            if stamp:
-                seen_stamps.add(stamp.group(1))
+            row.wrong += 1
+            row.traps_served += truth.get("trap_of") is not None
+            if len(row.wrong_ids) < 20:
+                row.wrong_ids.append(str(record.get("id")))
     return dict(table)
 
 

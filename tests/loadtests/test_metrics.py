@@ -128,3 +128,12 @@ def test_bad_objectives_name_the_problem(text: str) -> None:
 def test_no_records_is_an_error() -> None:
     with pytest.raises(ValueError, match="no requests"):
         summarise([])
+
+
+def test_a_hit_that_finished_before_its_source_is_still_judged() -> None:
+    # r2 waited on an identical request in flight and was answered a moment before the leader's record closed.
+    leader = {**RUN[0], "latency_s": 1.5}
+    follower = {**RUN[2], "sent_at": 1000.1, "scheduled_at": 1000.1, "latency_s": 1.3,
+                "headers": {"x-cachesvc-cache": "hit", "x-cachesvc-tier": "inflight"}}
+    code = accuracy([leader, follower])["code"]
+    assert (code.hits, code.right, code.unverified) == (1, 1, 0)
