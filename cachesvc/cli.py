@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream-api-key", metavar="KEY", help="API key sent to the upstream instead of the client's")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    serve.add_argument("--store", choices=["memory", "sqlite"], help="document store (default memory)")
+    serve.add_argument("--store", choices=["memory", "sqlite", "redis"], help="document store (default memory)")
     serve.add_argument("--store-path", metavar="FILE", help="SQLite file for --store sqlite")
+    serve.add_argument("--redis-url", metavar="URL", help="Redis for --store redis (redis://HOST:PORT/0)")
     serve.add_argument("--admin-key", metavar="KEY", help="enables /admin endpoints with this key")
     serve.add_argument("--no-cache", action="store_true", help="pass everything through (measure the proxy alone)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -145,8 +146,8 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
             for i, url in enumerate(args.upstream)
         ]
     for flag, key in (("host", "server.host"), ("port", "server.port"), ("store", "cache.store.kind"),
-                      ("store_path", "cache.store.path"), ("admin_key", "server.admin_key"),
-                      ("log_level", "log_level")):
+                      ("store_path", "cache.store.path"), ("redis_url", "cache.store.url"),
+                      ("admin_key", "server.admin_key"), ("log_level", "log_level")):
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = value

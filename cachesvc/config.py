@@ -103,8 +103,28 @@ class IndexConfig:
 
 @dataclass
 class StoreConfig:
-    kind: str = "memory"  # a name registered in cachesvc.cache.stores: memory, sqlite
+    kind: str = "memory"  # a name registered in cachesvc.cache.stores: memory, sqlite, redis
     path: str = "cachesvc.sqlite3"  # sqlite
+    # redis: one cache shared by every replica pointed at the same url and prefix
+    url: str = "redis://127.0.0.1:6379/0"  # redis://[user:password@]host:port/db, rediss:// or unix://
+    password_env: str | None = None  # name of the environment variable holding the password (never the password)
+    prefix: str = "cachesvc:"  # names the cache; caches under different prefixes on one server never meet
+    scan_batch: int = 500  # index members per rebuild step
+    connect_timeout_s: float = 2.0
+    timeout_s: float = 5.0  # one command's reply
+    max_connections: int = 64
+    max_entry_bytes: int | None = None  # largest answer stored; None: cache.max_entry_bytes
+
+    def validate(self, key: str) -> None:
+        if self.kind == "redis":
+            if not self.url.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError(f"{key}.url must be a redis://, rediss:// or unix:// URL")
+            if not self.prefix or "{" in self.prefix or "}" in self.prefix:
+                raise ValueError(f"{key}.prefix must be non-empty and free of braces, got {self.prefix!r}")
+        for name in ("scan_batch", "connect_timeout_s", "timeout_s", "max_connections"):
+            _positive(getattr(self, name), f"{key}.{name}")
+        if self.max_entry_bytes is not None:
+            _positive(self.max_entry_bytes, f"{key}.max_entry_bytes")
 
 
 @dataclass
@@ -217,6 +237,9 @@ class CacheConfig:
             raise ValueError(f"{key}.max_cacheable_temperature must be >= 0")
         _positive(self.max_entry_bytes, f"{key}.max_entry_bytes")
         _positive(self.max_query_chars, f"{key}.max_query_chars")
+        self.store.validate(f"{key}.store")
+        if self.store.max_entry_bytes is None:
+            self.store.max_entry_bytes = self.max_entry_bytes
         if "default" not in self.categories:
             raise ValueError(f"{key}.categories must keep a 'default' category")
         if not 0.5 <= self.target_precision < 1.0:

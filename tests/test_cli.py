@@ -89,3 +89,14 @@ def test_model_server_process_serves_over_loopback() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_serve_store_flags_become_configuration() -> None:
+    from cachesvc.cli import build_parser, serve_overrides
+
+    args = build_parser().parse_args(["serve", "--store", "redis", "--redis-url", "redis://127.0.0.1:6390/2"])
+    store = load_config(None, serve_overrides(args), environ={}).cache.store
+    assert (store.kind, store.url) == ("redis", "redis://127.0.0.1:6390/2")
+    bad = build_parser().parse_args(["serve", "--store", "redis", "--redis-url", "http://127.0.0.1:6390"])
+    with pytest.raises(ValueError, match="cache.store.url"):
+        load_config(None, serve_overrides(bad), environ={})

@@ -61,6 +61,9 @@ def test_no_upstream_means_the_embedded_model_server() -> None:
     ({"upstreams": [{"url": "ftp://x"}]}, "upstreams[0].url"),
     ({"upstreams": [{"url": "http://a"}, {"url": "http://b"}]}, "names must be unique"),
     ({**UP, "cache.embedding.max_batch": 0}, "cache.embedding.max_batch"),
+    ({**UP, "cache.store.kind": "redis", "cache.store.url": "http://127.0.0.1:6379"}, "cache.store.url"),
+    ({**UP, "cache.store.kind": "redis", "cache.store.prefix": "{x}"}, "cache.store.prefix"),
+    ({**UP, "cache.store.timeout_s": 0}, "cache.store.timeout_s"),
     ({**UP, "log_level": "loud"}, "log_level"),
 ])
 def test_errors_name_the_bad_key(overrides: dict, message: str) -> None:

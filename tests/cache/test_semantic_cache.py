@@ -44,12 +44,13 @@ def answer(text: str) -> Answer:
                   [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}])
 
 
-async def make_cache(store: str = "memory", path: Path | None = None, verify: Any = accept_all,
+async def make_cache(store: str = "memory", path: Path | None = None, verify: Any = accept_all, url: str = "",
                      **categories: Any) -> SemanticCache:
     cats = dict(DEFAULT_CATEGORIES)
     for name, fields in categories.items():
         cats[name] = dataclasses.replace(cats[name], **fields)
-    config = CacheConfig(categories=cats, store=StoreConfig(kind=store, path=str(path or "unused")))
+    store_config = StoreConfig(kind=store, path=str(path or "unused"), url=url or "redis://127.0.0.1:1/0")
+    config = CacheConfig(categories=cats, store=store_config)
     cache = SemanticCache(config, create_store(config.store), RuleJudge(verify), Metrics())
     await cache.start(DIM)
     return cache
@@ -158,18 +159,19 @@ async def test_oversized_answers_are_not_stored() -> None:
     assert entry is None and len(cache) == 0
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-async def test_store_round_trip_and_restart(kind: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+async def test_store_round_trip_and_restart(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     path = tmp_path / "cache.db"
-    cache = await make_cache(kind, path)
+    url = request.getfixturevalue("redis_server").url if kind == "redis" else ""
+    cache = await make_cache(kind, path, url=url)
     await put(cache, "k1", unit(1))
     await put(cache, "k2", unit(2), ttl=0.05)
     stored = await cache._store.get_by_exact_key("k1")
     assert stored is not None and stored.answer == answer("k1") and np.allclose(stored.vector, unit(1))
     await cache.close()
-    if kind == "sqlite":
+    if kind in ("sqlite", "redis"):
         time.sleep(0.15)
-        reopened = await make_cache(kind, path)
+        reopened = await make_cache(kind, path, url=url)
         assert len(reopened) == 1, "the expired entry is dropped at start-up"
         assert (await semantic(reopened, unit(1))) is not None
         await reopened.close()
