@@ -30,7 +30,10 @@ Measures, each from the harness's own numbers (summary.json, and the records for
 
 Equal recall: GPTCache's threshold is bisected between its default (0.8) and 1.0 (`--match-steps` accuracy runs
 at most, stopping within 0.01 of cachesvc's recall); the GPTCache run whose recall is closest to cachesvc's
-(shipped defaults) is the one compared. GPTCache's score is 4 minus the squared L2 distance of the normalised
+(shipped defaults) is the one compared. Wrong answers are split into answers made for another final question and
+answers made for the same final question in another conversation (GPTCache's default key is the last message
+alone); one more GPTCache run at the matched threshold keys on every user turn (its `concat_all_queries`
+pre-processor; `--no-context-variant` skips it). GPTCache's score is 4 minus the squared L2 distance of the normalised
 vectors, i.e. 2 + 2 cos, against 4 x threshold: threshold t serves a neighbour with cosine >= 2t - 1, so the
 default 0.8 means cosine >= 0.6.
 
@@ -48,7 +51,7 @@ site-packages, where cachesvc's aiohttp, sentence-transformers, torch and the mo
 
 (`gptcache` itself pulls only cachetools; faiss-cpu and SQLAlchemy are installed beforehand because GPTCache would
 otherwise pip-install them at run time. `litellm[proxy]` pulls about 60 packages, FastAPI and uvicorn among them,
-and upgrades huggingface_hub and certifi inside its own venv.) Then, on a quiet machine (2 cores, ~15 minutes):
+and upgrades huggingface_hub and certifi inside its own venv.) Then, on a quiet machine (2 cores, ~11 minutes):
 
     python3 benchmarks/bench_side_by_side.py --out /tmp/side-by-side
     python3 benchmarks/bench_side_by_side.py --smoke          # tiny counts, a few minutes, checks the plumbing
@@ -333,6 +336,38 @@ def split_latency(run: Run) -> tuple[float, float, int, int]:
     return percentile(hits, 50), percentile(misses, 50), len(hits), len(misses)
 
 
+def wrong_kinds(run: Run) -> tuple[int, int]:
+    """The run's wrong hits, judged as the harness judges them (sources from the whole run), split into (answers
+    made for another final question, answers made for the same final question in another conversation)."""
+    from cachesvc.loadtests.metrics import STAMP, is_hit, outcome
+
+    sources: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    judged: list[tuple[dict[str, Any], bool]] = []
+    for record in sorted(run.records, key=lambda r: float(r["sent_at"]) + float(r.get("latency_s") or 0.0)):
+        truth = record.get("truth") or {}
+        if not truth.get("truth_key") or outcome(record) == "error":
+            continue
+        hit = is_hit(record, seen)
+        judged.append((record, hit))
+        if not hit:
+            answer = str(record.get("answer") or "")
+            sources.setdefault(answer, set()).add(str(truth["truth_key"]))
+            stamp = STAMP.search(answer)
+            if stamp:
+                seen.add(stamp.group(1))
+    other = context = 0
+    for record, hit in judged:
+        truth = record["truth"]
+        keys = sources.get(str(record.get("answer") or "")) if hit else None
+        if keys and truth["truth_key"] not in keys:
+            if any(json.loads(k)[-1] == truth.get("intent") for k in keys):
+                context += 1
+            else:
+                other += 1
+    return other, context
+
+
 def exact_repeats(run: Run) -> int:
     """Requests of the run's planned stream whose messages (and key) exactly repeat an earlier one's."""
     seen: set[str] = set()
@@ -412,7 +447,8 @@ class Bench:
             data = Path(tempfile.mkdtemp(prefix=f"{target.name}-{label}-", dir=self.data_root))
             argv = [str(self.gptcache_python), str(PEERS / "gptcache_server.py"), "--upstream", self.upstream,
                     "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data),
-                    *(["--threshold", str(target.options["threshold"])] if "threshold" in target.options else [])]
+                    *(["--threshold", str(target.options["threshold"])] if "threshold" in target.options else []),
+                    *(["--pre", target.options["pre"]] if "pre" in target.options else [])]
             ready, env = f"http://127.0.0.1:{port}/healthz", {}
         else:
             config = litellm_config(configs, self.upstream, target.name, target.caching)
@@ -595,29 +631,33 @@ def label(target: Target) -> str:
         return names[target.name] + extra
     if target.kind == "gptcache":
         t = float(target.options["threshold"])
-        return f"GPTCache, threshold {t:g} (cos >= {2 * t - 1:.3g})"
+        context = ", every user turn in the key (concat_all_queries)" if "pre" in target.options else ""
+        return f"GPTCache, threshold {t:g} (cos >= {2 * t - 1:.3g}){context}"
     return target.name
 
 
-def report(results: list[Result], curve: list[Result], matched: Result | None, args: argparse.Namespace,
-           repeats: int) -> str:
+def report(results: list[Result], curve: list[Result], matched: Result | None, extra: list[Result],
+           args: argparse.Namespace, repeats: int) -> str:
     direct = next(r for r in results if r.target.kind == "direct")
     d50, d99 = latency(direct.accuracy_run) if direct.accuracy_run else (math.nan, math.nan)
     dmiss = split_latency(direct.accuracy_run)[1] if direct.accuracy_run else math.nan
     parts: list[str] = []
     acc_rows = []
-    shown = [r for r in results if r.target.caching] + [c for c in curve if c not in results]
+    shown = [r for r in results if r.target.caching] + [c for c in curve + extra if c not in results]
     for r in shown:
         if r.accuracy_run is None:
             continue
         a = accuracy(r.accuracy_run)
+        other, context = wrong_kinds(r.accuracy_run)
         acc_rows.append([label(r.target) + (" **(matched)**" if r is matched else ""), str(a.requests),
                          str(a.possible), str(a.hits), fmt(a.hit_rate, 3), str(a.right), str(a.wrong),
-                         str(a.unverified), fmt(a.precision, 3), fmt(a.recall, 3), a.traps, str(a.errors)])
+                         f"{other} / {context}", str(a.unverified), fmt(a.precision, 3), fmt(a.recall, 3), a.traps,
+                         str(a.errors)])
     parts.append(f"**Cache accuracy** (concurrency 1, {args.requests} requests on a fresh target; {repeats} of them "
                  "repeat an earlier request's messages exactly)\n\n" + table(
-                     ["target", "requests", "possible hits", "hits", "hit rate", "right", "wrong", "unverified",
-                      "precision", "recall", "look-alikes served / asked", "errors"], acc_rows))
+                     ["target", "requests", "possible hits", "hits", "hit rate", "right", "wrong",
+                      "wrong: other question / same question, other conversation", "unverified", "precision",
+                      "recall", "look-alikes served / asked", "errors"], acc_rows))
     lat_rows = []
     for r in results:
         if r.accuracy_run is None:
@@ -669,11 +709,17 @@ def report(results: list[Result], curve: list[Result], matched: Result | None, a
                  f"intent once, shuffled, at {args.users} users; hits = answers from the warm-up's stamps, wrong = "
                  "of those, made for another intent)\n\n" + table(
                      ["target", "requests/s", "median ms", "p99 ms", "hits / answers", "wrong", "errors"], para_rows))
-    parts.append(verdicts(results, matched))
+    parts.append(verdicts(results, matched, extra))
     return "\n\n".join(parts)
 
 
-def verdicts(results: list[Result], matched: Result | None) -> str:
+def verdict(met: bool, ratio: float) -> str:
+    if math.isnan(ratio):
+        return "undecided (0 against 0)"
+    return "met" if met else "not met"
+
+
+def verdicts(results: list[Result], matched: Result | None, extra: list[Result]) -> str:
     by = {r.target.name: r for r in results}
     direct = by["direct"]
     d50, d99 = latency(direct.accuracy_run)
@@ -684,7 +730,12 @@ def verdicts(results: list[Result], matched: Result | None) -> str:
         ratio = b.wrong / a.wrong if a.wrong else (math.inf if b.wrong else math.nan)
         rows.append(["wrong answers at about equal recall: GPTCache / cachesvc >= 5",
                      f"cachesvc {a.wrong} wrong at recall {fmt(a.recall, 3)}; {label(gp.target)}: {b.wrong} "
-                     f"wrong at recall {fmt(b.recall, 3)}", fmt(ratio), "met" if ratio >= 5 else "not met"])
+                     f"wrong at recall {fmt(b.recall, 3)}", fmt(ratio), verdict(ratio >= 5, ratio)])
+        (ao, ac), (bo, bc) = wrong_kinds(cs.accuracy_run), wrong_kinds(gp.accuracy_run)
+        ratio = bo / ao if ao else (math.inf if bo else math.nan)
+        rows.append(["(the same, counting only answers to another question)",
+                     f"cachesvc {ao} (+{ac} of another conversation); GPTCache {bo} (+{bc})", fmt(ratio),
+                     verdict(ratio >= 5, ratio)])
     gd = by.get("gptcache-default")
     if cs and gd and cs.accuracy_run and gd.accuracy_run:
         a, b = accuracy(cs.accuracy_run), accuracy(gd.accuracy_run)
@@ -692,6 +743,13 @@ def verdicts(results: list[Result], matched: Result | None) -> str:
         rows.append(["(for reference) wrong answers against GPTCache's defaults, unequal recall",
                      f"cachesvc {a.wrong} at recall {fmt(a.recall, 3)}; GPTCache {b.wrong} at recall "
                      f"{fmt(b.recall, 3)}", fmt(ratio), "-"])
+    for r in extra:
+        if cs and cs.accuracy_run and r.accuracy_run:
+            a, b = accuracy(cs.accuracy_run), accuracy(r.accuracy_run)
+            ratio = b.wrong / a.wrong if a.wrong else (math.inf if b.wrong else math.nan)
+            rows.append([f"(for reference) {label(r.target)}",
+                         f"cachesvc {a.wrong} wrong at recall {fmt(a.recall, 3)}; GPTCache {b.wrong} wrong at recall "
+                         f"{fmt(b.recall, 3)}", fmt(ratio), "-"])
     off, lp = by.get("cachesvc-off"), by.get("litellm-pass")
     if off and lp and off.accuracy_run and lp.accuracy_run:
         o50, o99 = latency(off.accuracy_run)
@@ -710,9 +768,10 @@ def verdicts(results: list[Result], matched: Result | None) -> str:
                      "met" if ratio >= 5 else "not met"])
     if cs and gd and cs.exact_run and gd.exact_run:
         ratio = throughput(cs.exact_run) / throughput(gd.exact_run)
+        ceiling = f" (Direct {fmt(throughput(direct.exact_run), 1)}/s)" if direct.exact_run else ""
         rows.append(["hit throughput: cachesvc >= 3x GPTCache",
-                     f"cachesvc {fmt(throughput(cs.exact_run), 1)}/s, GPTCache {fmt(throughput(gd.exact_run), 1)}/s",
-                     fmt(ratio), "met" if ratio >= 3 else "not met"])
+                     f"cachesvc {fmt(throughput(cs.exact_run), 1)}/s, GPTCache {fmt(throughput(gd.exact_run), 1)}/s"
+                     f"{ceiling}", fmt(ratio), "met" if ratio >= 3 else "not met"])
     return "**Against the issue's targets**\n\n" + table(["target", "measured", "ratio", "verdict"], rows)
 
 
@@ -734,6 +793,8 @@ def main() -> int:
                         help="cachesvc with category-aware policies off: the one similarity threshold")
     parser.add_argument("--match-steps", type=int, default=4,
                         help="GPTCache runs at most to find the threshold matching cachesvc's recall (bisection)")
+    parser.add_argument("--no-context-variant", dest="context_variant", action="store_false",
+                        help="skip the extra GPTCache run at the matched threshold with every user turn in its key")
     parser.add_argument("--paraphrase-requests", type=int, default=10**6,
                         help="requests of the paraphrase stream at most (default: all the other paraphrases)")
     parser.add_argument("--gptcache-venv", type=Path, default=Path("/work/peers/gptcache"))
@@ -781,6 +842,7 @@ def main() -> int:
     results: list[Result] = []
     curve: list[Result] = []
     matched: Result | None = None
+    extra: list[Result] = []
     starts: list[str] = []
     try:
         port = free_port()
@@ -807,11 +869,15 @@ def main() -> int:
         recall = accuracy(cs.accuracy_run).recall
         curve = [gd, *matched_gptcache(bench, recall, accuracy(gd.accuracy_run).recall, args.match_steps)]
         matched = min(curve, key=lambda r: abs(accuracy(r.accuracy_run).recall - recall))
+        if args.context_variant:
+            t = float(matched.target.options.get("threshold", 0.8))
+            extra.append(measure(bench, Target(f"gptcache-t{t:g}-context", "gptcache", True,
+                                               {"threshold": t, "pre": "concat_all_queries"}), accuracy_only=True))
     finally:
         procs.stop_all()
         shutil.rmtree(data_root, ignore_errors=True)
     repeats = exact_repeats(results[0].accuracy_run) if results[0].accuracy_run else 0
-    text = report(results, curve, matched, args, repeats)
+    text = report(results, curve, matched, extra, args, repeats)
     minutes = (time.monotonic() - started) / 60
     header = (f"Side by side, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {minutes:.1f} min; workload "
               f"{args.workload} (seed {args.seed}); stand-in upstream answering in {args.upstream_latency_ms:g} ms; "

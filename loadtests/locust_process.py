@@ -53,6 +53,8 @@ def run_stage(stage: Stage, settings: dict[str, Any], out: Path, *, planned: int
     if isinstance(progress, str):
         progress = sys.stderr
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("records-*.jsonl"):  # a reused folder: an earlier run's records must not count
+        stale.unlink()
     spec = {**settings, "records_dir": str(out), "workers": workers, "arrivals": stage.arrivals}
     spec_path = out / "run.json"
     spec_path.write_text(json.dumps(spec, indent=2))

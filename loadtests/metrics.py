@@ -15,6 +15,7 @@ Percentiles interpolate linearly between order statistics (numpy's default), so 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import Counter, defaultdict
@@ -285,7 +286,7 @@ def summarise(records: Sequence[Mapping[str, Any]], *, objectives: Objectives | 
               similarity: Callable[[list[str], list[str]], list[float]] | None = None) -> Summary:
     """The whole run's numbers: totals, percentiles, cache outcomes and accuracy, time series, break-even."""
     objectives = objectives or Objectives()
-    rows = [timed(r) for r in records]
+    rows = _with_stamp_hits(records, [timed(r) for r in records])
     if not rows:
         raise ValueError("no requests were recorded")
     start = min(t.start for t in rows)
@@ -309,6 +310,26 @@ def summarise(records: Sequence[Mapping[str, Any]], *, objectives: Objectives | 
         accuracy=accuracy(records), dual=dual_agreement(records, similarity),
         break_even=_break_even(rows, records), series=_series(rows, start, duration, bucket_s),
     )
+
+
+def _with_stamp_hits(records: Sequence[Mapping[str, Any]], rows: list[Timed]) -> list[Timed]:
+    """A target that sends no cache headers (outcome ``-``): its hits, found by the upstream's repeated stamps."""
+    if not any(t.outcome == "-" for t in rows):
+        return rows
+    seen: set[str] = set()
+    order = sorted(range(len(records)), key=lambda i: float(records[i]["sent_at"]) + float(
+        records[i].get("latency_s") or 0.0))
+    out = list(rows)
+    for i in order:
+        if out[i].outcome != "-":
+            continue
+        if is_hit(records[i], seen):
+            out[i] = dataclasses.replace(out[i], outcome="hit")
+        else:
+            stamp = STAMP.search(str(records[i].get("answer") or ""))
+            if stamp:
+                seen.add(stamp.group(1))
+    return out
 
 
 def _by_category(rows: Sequence[Timed]) -> dict[str, dict[str, float]]:

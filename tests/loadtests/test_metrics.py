@@ -137,3 +137,10 @@ def test_a_hit_that_finished_before_its_source_is_still_judged() -> None:
                 "headers": {"x-cachesvc-cache": "hit", "x-cachesvc-tier": "inflight"}}
     code = accuracy([leader, follower])["code"]
     assert (code.hits, code.right, code.unverified) == (1, 1, 0)
+
+
+def test_outcomes_of_a_target_without_headers_come_from_the_stamps() -> None:
+    bare = [{**r, "headers": {}} for r in RUN]
+    s = summarise(bare)
+    assert s.outcomes == {"-": 3, "hit": 2, "error": 1}
+    assert s.by_category["code"]["hit_rate"] == pytest.approx(0.5)
