@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 BUILTIN_WORKLOAD = "builtin"
+SECRET_ENV = {"api_key": "CACHESVC_LOADTEST_API_KEY", "dual_api_key": "CACHESVC_LOADTEST_DUAL_API_KEY"}
+SECRET_FLAGS = ("--api-key", "--dual-api-key")
 LIMITS = {"requests": 10_000_000, "workers": 64, "max_inflight": 100_000, "tenants": 10_000, "max_tokens": 1_000_000}
 MAX_USERS = 100_000
 
@@ -63,8 +65,21 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"cachesvc loadtest: {exc}", file=sys.stderr)
         return 2
-    command = shlex.join(["cachesvc", *(argv if argv is not None else ["loadtest"])])
+    command = shlex.join(["cachesvc", *_redacted(argv if argv is not None else ["loadtest"])])
     return _execute(args, command, *plan)
+
+
+def _redacted(argv: list[str]) -> list[str]:
+    """The command line with the values of key flags replaced by ``***`` (for the report)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] in SECRET_FLAGS:
+            out.append("***")
+        elif arg.startswith(tuple(f + "=" for f in SECRET_FLAGS)):
+            out.append(arg.split("=", 1)[0] + "=***")
+        else:
+            out.append(arg)
+    return out
 
 
 def _values(text: str, name: str, kind: type) -> list[Any]:
@@ -106,10 +121,11 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], list[dict[str, Any]], di
     models = _models(args.model) if args.model else ((_first_model(args.target, api_key), 1.0),)
     planned = _planned(args, models)
     report = args.report or Path(f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}")
-    settings = {"target": args.target, "api_key": api_key, "timeout_s": args.timeout, "seed": args.seed,
+    # Keys never enter a file: run.json, the report and its config hold none; locust gets them in its environment.
+    settings = {"target": args.target, "timeout_s": args.timeout, "seed": args.seed,
                 "max_inflight": args.max_inflight,
-                "dual": {"url": args.dual_send, "fraction": args.dual_fraction, "api_key": args.dual_api_key}
-                if args.dual_send else None}
+                "dual": {"url": args.dual_send, "fraction": args.dual_fraction} if args.dual_send else None,
+                "secrets": {SECRET_ENV["api_key"]: api_key or "", SECRET_ENV["dual_api_key"]: args.dual_api_key or ""}}
     return stages, planned, settings, report
 
 
@@ -183,7 +199,8 @@ def _execute(args: argparse.Namespace, command: str, stages: list[Any], planned:
     settings = {**settings, "requests_file": str(requests_file)}
     objectives = Objectives.parse(args.slo)
     similarity = _similarity if args.dual_send else None
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    config = {k: ("***" if k in SECRET_ENV and v else str(v) if isinstance(v, Path) else v)
+              for k, v in vars(args).items() if k != "func"}
     done: list[tuple[str, float, Any, str]] = []
     first_p99 = 0.0
     last_records: list[dict[str, Any]] = []

@@ -55,7 +55,9 @@ def run_stage(stage: Stage, settings: dict[str, Any], out: Path, *, planned: int
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("records-*.jsonl"):  # a reused folder: an earlier run's records must not count
         stale.unlink()
-    spec = {**settings, "records_dir": str(out), "workers": workers, "arrivals": stage.arrivals}
+    secrets = {k: v for k, v in (settings.get("secrets") or {}).items() if v}
+    spec = {**{k: v for k, v in settings.items() if k != "secrets"}, "records_dir": str(out), "workers": workers,
+            "arrivals": stage.arrivals}
     spec_path = out / "run.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     users = stage.users if stage.mode == "closed" else workers
@@ -63,7 +65,7 @@ def run_stage(stage: Stage, settings: dict[str, Any], out: Path, *, planned: int
     user_class = "ClosedLoopUser" if stage.mode == "closed" else "OpenLoopUser"
     base = [sys.executable, "-m", "locust", "-f", locustfile(), "--headless", "--only-summary", "--skip-log-setup",
             "--loglevel", "WARNING", "--host", settings["target"]]
-    env = {**os.environ, "CACHESVC_LOADTEST_SPEC": str(spec_path), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **secrets, "CACHESVC_LOADTEST_SPEC": str(spec_path), "PYTHONUNBUFFERED": "1"}
     log = (out / "locust.log").open("w")
     processes: list[subprocess.Popen[bytes]] = []
     try:

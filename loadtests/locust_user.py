@@ -48,7 +48,8 @@ class _Run:
         dual = self.spec.get("dual") or {}
         self.dual_url = dual["url"].rstrip("/") + "/chat/completions" if dual.get("url") else None
         self.dual_fraction = float(dual.get("fraction") or 0.0)
-        self.dual_key = dual.get("api_key")
+        self.api_key = os.environ.get("CACHESVC_LOADTEST_API_KEY")  # keys come in the environment, never a file
+        self.dual_key = os.environ.get("CACHESVC_LOADTEST_DUAL_API_KEY")
         self.random = random.Random(int(self.spec.get("seed") or 0) * 1009 + self.worker)
         out = Path(self.spec["records_dir"])
         out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ class _Run:
 
     def headers(self, planned: dict[str, Any]) -> dict[str, str]:
         headers = dict(planned.get("headers") or {})
-        key = self.spec.get("api_key")
+        key = self.api_key
         if key and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = f"Bearer {key}"
         return headers

@@ -208,3 +208,27 @@ async def test_a_reused_report_folder_counts_only_the_new_run(tmp_path: Path) ->
     assert stub.stats.completions == 40
     throughput = next(t for t in summary(tmp_path)["tables"] if t["title"] == "Throughput")
     assert throughput["rows"][0][1:3] == [20, 20]
+
+
+async def test_api_keys_reach_the_target_but_no_file(tmp_path: Path) -> None:
+    stub = await start_stub(latency_ms=5)
+    try:
+        code = await loadtest("--target", stub.url, "--users", "2", "--requests", "6", "--duration", "30",
+                              "--report", str(tmp_path), "--api-key", "sk-very-secret-1", "--workload", "replay:"
+                              + str(write_replay(tmp_path / "replay.jsonl")), "--dual-send", stub.url,
+                              "--dual-api-key=sk-very-secret-2", "--dual-fraction", "1")
+    finally:
+        await stub.server.close()
+    assert code == 0
+    sent = {h.get("Authorization") or h.get("authorization") for h in stub.stats.headers}
+    assert sent == {"Bearer sk-very-secret-1", "Bearer sk-very-secret-2"}
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert "sk-very-secret" not in text, path
+
+
+def write_replay(path: Path) -> Path:
+    body = {"model": "stub-model", "messages": [{"role": "user", "content": "a question"}], "max_tokens": 4}
+    path.write_text("".join(json.dumps({"body": body}) + "\n" for _ in range(6)))
+    return path
