@@ -7,11 +7,14 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from cachesvc import __version__
+
+if TYPE_CHECKING:
+    from cachesvc.config import Config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-key", metavar="KEY", help="enables /admin endpoints with this key")
     serve.add_argument("--no-cache", action="store_true", help="pass everything through (measure the proxy alone)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["json", "text"],
+                       help="json (default): one JSON object a line with the request id; text: plain lines")
+    serve.add_argument("--drain-timeout", type=float, metavar="S",
+                       help="on SIGTERM, how long requests in flight may take to finish (default 30)")
 
     model = commands.add_parser(
         "model-server", help="run the reference OpenAI-compatible model server (transformers, KV eviction, LoRA)",
@@ -70,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     model.add_argument("--port", type=int, help="port to listen on (default 8000)")
     model.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    model.add_argument("--log-format", choices=["json", "text"], help="json (default) or text log lines")
 
     from cachesvc.model_server import make_adapters
 
@@ -147,7 +155,8 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         ]
     for flag, key in (("host", "server.host"), ("port", "server.port"), ("store", "cache.store.kind"),
                       ("store_path", "cache.store.path"), ("redis_url", "cache.store.url"),
-                      ("admin_key", "server.admin_key"), ("log_level", "log_level")):
+                      ("admin_key", "server.admin_key"), ("log_level", "log_level"), ("log_format", "log_format"),
+                      ("drain_timeout", "server.drain_timeout_s")):
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = value
@@ -184,8 +193,9 @@ def model_server_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["model_server.loras"] = args.lora
     for key, value in args.kv_option or ():
         overrides[key] = value
-    if args.log_level is not None:
-        overrides["log_level"] = args.log_level
+    for flag in ("log_level", "log_format"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
     return overrides
 
 
@@ -234,7 +244,7 @@ def _model_server(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"cachesvc: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _install_logging(config)
     ms = config.model_server
     web.run_app(app, host=ms.host, port=ms.port, access_log=None,
                 print=lambda msg: print(f"cachesvc model-server {msg}", flush=True))
@@ -266,21 +276,31 @@ def _serve(args: argparse.Namespace) -> int:
     # Small matrix-vector products (classifier, flat index) on the request path: a second BLAS thread only
     # waits for the busy core. Must be set before numpy loads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from aiohttp import web
+    import asyncio
 
     from cachesvc.config import load_config
     from cachesvc.server.app import create_app
+    from cachesvc.server.drain import serve
 
     try:
         config = load_config(args.config, serve_overrides(args))
+        _install_logging(config)
         app = create_app(config)
     except (ValueError, OSError) as exc:
         print(f"cachesvc: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    web.run_app(app, host=config.server.host, port=config.server.port, access_log=None,
-                print=lambda msg: print(f"cachesvc {msg}", flush=True))
-    return 0
+    server = config.server
+    asyncio.run(serve(app, server.host, server.port, server.drain_timeout_s,
+                      announce=lambda msg: print(f"cachesvc {msg}", flush=True)))
+    return 0  # drained (SIGTERM, SIGINT) and the store closed
+
+
+def _install_logging(config: Config) -> None:
+    """JSON (or text) lines on stderr, scrubbed of keys and the configured secrets."""
+    from cachesvc.server.log_redaction import redaction_for
+    from cachesvc.server.request_log import install_logging
+
+    install_logging(config.log_level, config.log_format, redaction_for(config))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import types
 import typing
@@ -19,8 +20,57 @@ ENV_PREFIX = "CACHESVC__"
 
 
 @dataclass
+class UpstreamRetryConfig:
+    """Retries of one request to one upstream, made only before any byte of its answer went to the client.
+
+    Retried: the ``statuses`` (an answer that says it was not served), and a connection that could not be made
+    (refused, DNS, connect timeout: nothing reached the upstream). Not retried by default: a request that was sent
+    but got no response headers (read timeout, connection dropped), since the upstream may have generated (and
+    billed) the answer; ``unanswered: true`` retries those too, for upstreams whose completions are idempotent by
+    design. A non-idempotent pass-through call (POST, PATCH) is retried only on connection failures and 429."""
+
+    retries: int = 2  # attempts after the first, on this upstream; 0: none
+    backoff_base_s: float = 0.2  # full jitter: retry n (from 0) waits uniform(0, min(cap, base * 2**n))
+    backoff_cap_s: float = 2.0
+    max_retry_after_s: float = 30.0  # a longer Retry-After is not waited for: the 429/503 is passed on
+    budget_s: float = 60.0  # no retry whose wait would end later than this after the request's first attempt
+    statuses: list[int] = field(default_factory=lambda: [429, 502, 503, 504])
+    connect_errors: bool = True  # retry a connection that could not be made
+    unanswered: bool = False  # retry a request that was sent but got no response headers (see above)
+
+    def validate(self, key: str) -> None:
+        if self.retries < 0:
+            raise ValueError(f"{key}.retries must be >= 0, got {self.retries!r}")
+        for name in ("backoff_base_s", "backoff_cap_s", "budget_s"):
+            _positive(getattr(self, name), f"{key}.{name}")
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError(f"{key}.backoff_cap_s must be >= {key}.backoff_base_s")
+        if self.max_retry_after_s < 0:
+            raise ValueError(f"{key}.max_retry_after_s must be >= 0, got {self.max_retry_after_s!r}")
+        for i, status in enumerate(self.statuses):
+            if status != 429 and not 500 <= status <= 599:
+                raise ValueError(f"{key}.statuses[{i}] must be 429 or a 5xx status, got {status!r}")
+
+
+@dataclass
+class CircuitBreakerConfig:
+    """Per upstream: after ``failures`` failed attempts in a row (no answer, or a retried status other than 429) it
+    opens and fails fast (503 ``upstream_circuit_open``) for ``open_s``, then lets one probe through: a good
+    answer closes it, a failure opens it again."""
+
+    failures: int = 5  # failed attempts in a row (a retry is an attempt); 0: no breaker
+    open_s: float = 10.0
+
+    def validate(self, key: str) -> None:
+        if self.failures < 0:
+            raise ValueError(f"{key}.failures must be >= 0 (0: no breaker), got {self.failures!r}")
+        _positive(self.open_s, f"{key}.open_s")
+
+
+@dataclass
 class UpstreamConfig:
-    """An OpenAI-compatible model server; `models` empty means it serves any model."""
+    """An OpenAI-compatible model server; `models` empty means it serves any model. Several upstreams listing the
+    same model (or several catch-alls) serve it together, failing over (docs in README, "Upstreams: retries")."""
 
     url: str
     name: str = "default"
@@ -32,6 +82,8 @@ class UpstreamConfig:
     # Ask streams for a final usage chunk (stream_options.include_usage) so cached answers keep token counts;
     # the chunk is passed on only to clients that asked for it. Turn off for servers that reject the option.
     stream_usage: bool = True
+    retry: UpstreamRetryConfig = field(default_factory=UpstreamRetryConfig)
+    breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
 
     def validate(self, key: str) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -40,6 +92,8 @@ class UpstreamConfig:
         _positive(self.connect_timeout_s, f"{key}.connect_timeout_s")
         _positive(self.read_timeout_s, f"{key}.read_timeout_s")
         _positive(self.max_connections, f"{key}.max_connections")
+        self.retry.validate(f"{key}.retry")
+        self.breaker.validate(f"{key}.breaker")
 
 
 @dataclass
@@ -48,12 +102,101 @@ class ServerConfig:
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
     admin_key: str | None = None  # admin endpoints answer 403 until one is set
-    tenant_header: str | None = None  # trusted header naming the tenant; else the API key is the tenant
+    tenant_header: str | None = None  # deprecated: tenants.trusted_header (honoured from tenants.trusted_sources)
+    drain_timeout_s: float = 30.0  # SIGTERM: how long requests in flight may take to finish before they are cut
 
     def validate(self, key: str) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"{key}.port must be in 0..65535")
         _positive(self.max_body_bytes, f"{key}.max_body_bytes")
+        _positive(self.drain_timeout_s, f"{key}.drain_timeout_s")
+
+
+@dataclass
+class TenantLimitsConfig:
+    """What one tenant may use; null: no limit. Under ``tenants.default``: each tenant not listed, separately."""
+
+    max_entries: int | None = None  # cache entries the tenant may hold (its least recently used go first)
+    requests_per_s: float | None = None  # completions requests per second, sustained (cache hits count)
+    burst: int | None = None  # requests at once above the rate; default: one second's worth (at least 1)
+    tokens_per_min: int | None = None  # upstream tokens (an answer's usage.total_tokens) per minute; hits cost none
+
+    def validate(self, key: str) -> None:
+        for name in ("max_entries", "requests_per_s", "burst", "tokens_per_min"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(value, f"{key}.{name}")
+        if self.burst is not None and self.requests_per_s is None:
+            raise ValueError(f"{key}.burst needs {key}.requests_per_s")
+
+
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass
+class TenantConfig(TenantLimitsConfig):
+    """A named tenant: the keys that belong to it (never the keys themselves in the file) and its limits."""
+
+    name: str = ""  # its tenant id is "tenant:<name>"; a trusted gateway's header may name it too
+    api_key_sha256: list[str] = field(default_factory=list)  # hex SHA-256 of each key (sha256sum of the bare key)
+    api_key_env: list[str] = field(default_factory=list)  # environment variables holding keys, read at start-up
+
+    def validate(self, key: str) -> None:
+        if not 0 < len(self.name) <= 64 or not all(c.isascii() and (c.isalnum() or c in "._-") for c in self.name):
+            raise ValueError(f"{key}.name must be 1-64 characters of letters, digits, '.', '_' or '-', "
+                             f"got {self.name!r}")
+        for i, digest in enumerate(self.api_key_sha256):
+            if len(digest) != 64 or not set(digest.lower()) <= _SHA256_HEX:
+                raise ValueError(f"{key}.api_key_sha256[{i}] must be 64 hex digits (a SHA-256), not a key")
+        self.api_key_sha256 = [d.lower() for d in self.api_key_sha256]
+        for i, name in enumerate(self.api_key_env):
+            if not name or "=" in name or not name.isascii() or any(c.isspace() for c in name):
+                raise ValueError(f"{key}.api_key_env[{i}] must name an environment variable, got {name!r}")
+        super().validate(key)
+
+
+@dataclass
+class TenantsConfig:
+    """Who is who (API keys, or a trusted gateway's header) and what each tenant may use (README: Tenants)."""
+
+    entries: list[TenantConfig] = field(default_factory=list)
+    default: TenantLimitsConfig = field(default_factory=TenantLimitsConfig)  # every tenant not in entries
+    require_known_key: bool = False  # true: a request without a listed key (or trusted header) gets 401
+    # A header naming the tenant, set by a gateway in front; honoured only from trusted_sources (the TCP peer),
+    # ignored (and logged) from anywhere else.
+    trusted_header: str | None = None
+    trusted_sources: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])  # addresses or CIDRs
+    limiter_timeout_s: float = 0.25  # longest wait for the shared (Redis) limiter before serving without it
+
+    def validate(self, key: str) -> None:
+        for i, tenant in enumerate(self.entries):
+            tenant.validate(f"{key}.entries[{i}]")
+        names = [t.name for t in self.entries]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{key}.entries: names must be unique, got {names}")
+        seen: dict[str, str] = {}
+        for i, tenant in enumerate(self.entries):
+            for j, digest in enumerate(tenant.api_key_sha256):
+                if seen.setdefault(digest, tenant.name) != tenant.name:
+                    raise ValueError(f"{key}.entries[{i}].api_key_sha256[{j}] is already a key of tenant "
+                                     f"{seen[digest]!r}")
+        self.default.validate(f"{key}.default")
+        if self.trusted_header is not None:
+            header = self.trusted_header.strip()
+            if not header or not header.isascii() or any(c.isspace() or c in ":()<>@,;\\\"/[]?={}" for c in header):
+                raise ValueError(f"{key}.trusted_header must be a header name, got {self.trusted_header!r}")
+            if header.lower() in ("authorization", "api-key", "x-api-key"):
+                raise ValueError(f"{key}.trusted_header must not be a header that carries API keys, got {header!r}")
+            self.trusted_header = header
+            if not self.trusted_sources:
+                raise ValueError(f"{key}.trusted_sources must list at least one address or CIDR for "
+                                 f"{key}.trusted_header to be honoured")
+        for i, source in enumerate(self.trusted_sources):
+            try:
+                ipaddress.ip_network(source, strict=False)
+            except ValueError:
+                raise ValueError(f"{key}.trusted_sources[{i}] must be an IP address or CIDR, got {source!r}") from None
+        _positive(self.limiter_timeout_s, f"{key}.limiter_timeout_s")
 
 
 @dataclass
@@ -114,6 +257,9 @@ class StoreConfig:
     timeout_s: float = 5.0  # one command's reply
     max_connections: int = 64
     max_entry_bytes: int | None = None  # largest answer stored; None: cache.max_entry_bytes
+    feed_max_len: int = 100_000  # changes kept in the change feed (a stream); a replica further behind rescans
+    feed_block_s: float = 1.0  # how long one read of the change feed waits for news
+    resync_max_backoff_s: float = 5.0  # Redis unreachable: longest wait between two reconnection tries
 
     def validate(self, key: str) -> None:
         if self.kind == "redis":
@@ -121,8 +267,11 @@ class StoreConfig:
                 raise ValueError(f"{key}.url must be a redis://, rediss:// or unix:// URL")
             if not self.prefix or "{" in self.prefix or "}" in self.prefix:
                 raise ValueError(f"{key}.prefix must be non-empty and free of braces, got {self.prefix!r}")
-        for name in ("scan_batch", "connect_timeout_s", "timeout_s", "max_connections"):
+        for name in ("scan_batch", "connect_timeout_s", "timeout_s", "max_connections", "feed_max_len",
+                     "feed_block_s", "resync_max_backoff_s"):
             _positive(getattr(self, name), f"{key}.{name}")
+        if self.feed_block_s >= self.timeout_s:
+            raise ValueError(f"{key}.feed_block_s must be shorter than {key}.timeout_s (a blocked read would time out)")
         if self.max_entry_bytes is not None:
             _positive(self.max_entry_bytes, f"{key}.max_entry_bytes")
 
@@ -414,9 +563,11 @@ class Config:
     upstreams: list[UpstreamConfig] = field(default_factory=list)  # none: the embedded model server
     adapter_pools: list[AdapterPoolConfig] = field(default_factory=list)
     server: ServerConfig = field(default_factory=ServerConfig)
+    tenants: TenantsConfig = field(default_factory=TenantsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     model_server: ModelServerConfig = field(default_factory=ModelServerConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"  # json: one object a line (ts, level, logger, message, request_id)
 
     @property
     def embedded_model_server(self) -> bool:
@@ -430,6 +581,11 @@ class Config:
         for i, upstream in enumerate(self.upstreams):
             upstream.validate(f"upstreams[{i}]")
         self.server.validate("server")
+        if self.server.tenant_header:  # deprecated alias of tenants.trusted_header (now only from trusted_sources)
+            if self.tenants.trusted_header not in (None, self.server.tenant_header):
+                raise ValueError("server.tenant_header is a deprecated alias of tenants.trusted_header; set only one")
+            self.tenants.trusted_header = self.server.tenant_header
+        self.tenants.validate("tenants")
         for i, pool in enumerate(self.adapter_pools):
             pool.validate(f"adapter_pools[{i}]")
         models = [p.name for p in self.adapter_pools] + [a.name for p in self.adapter_pools for a in p.adapters]

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class Metrics:
@@ -31,6 +32,16 @@ class Metrics:
                                         ["upstream"], registry=r)
         self._upstream_load = Gauge("cachesvc_upstream_load", "Load level per upstream (0 idle, 1 full)",
                                     ["upstream"], registry=r)
+        self._upstream_retries = Counter("cachesvc_upstream_retries", "Requests sent to an upstream again, by "
+                                         "what failed (a status, connect_error, unanswered)", ["upstream", "reason"],
+                                         registry=r)
+        self._upstream_failovers = Counter("cachesvc_upstream_failovers", "Requests passed from a failed upstream to "
+                                           "the next serving the model, by what failed", ["upstream", "reason"],
+                                           registry=r)
+        self._upstream_breaker = Gauge("cachesvc_upstream_breaker_state", "Circuit breaker per upstream (0 closed, "
+                                       "1 half-open, 2 open)", ["upstream"], registry=r)
+        self._upstream_short_circuits = Counter("cachesvc_upstream_short_circuits", "Attempts refused at once "
+                                                "because the upstream's breaker was open", ["upstream"], registry=r)
         self._entries = Gauge("cachesvc_cache_entries", "Live cache entries by category", ["category"], registry=r)
         self._evictions = Counter("cachesvc_cache_evictions", "Entries removed, by category and reason",
                                   ["category", "reason"], registry=r)
@@ -69,6 +80,28 @@ class Metrics:
                                           ["pool", "replica", "result"], registry=r)
         self._hit_similarity = Histogram("cachesvc_hit_similarity", "Similarity of served semantic hits",
                                          buckets=(0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0), registry=r)
+        # tenants: labelled by configured tenant names only (every other tenant is "other"), never by a key
+        self._rate_limited = Counter("cachesvc_rate_limited", "Requests refused with 429, by the limit reached "
+                                     "(requests, tokens) and tenant", ["limit", "tenant"], registry=r)
+        self._tenant_tokens = Counter("cachesvc_tenant_tokens", "Upstream tokens charged to tenants' limits",
+                                      ["tenant"], registry=r)
+        self._rate_limiter_unavailable = Counter("cachesvc_rate_limiter_unavailable", "Requests served without "
+                                                 "a rate-limit check (the shared limiter was unreachable)",
+                                                 registry=r)
+        self._tenant_rejected = Counter("cachesvc_tenant_rejected", "Requests refused with 401 (no listed key), "
+                                        "by reason", ["reason"], registry=r)
+        self._tenant_header_ignored = Counter("cachesvc_tenant_header_ignored", "Trusted tenant headers ignored "
+                                              "because the peer is not in tenants.trusted_sources", registry=r)
+        self._feed_changes = Counter("cachesvc_feed_changes", "Other replicas' changes applied from the shared "
+                                     "store's change feed, by operation", ["op"], registry=r)
+        self._feed_delay = Histogram("cachesvc_feed_propagation_seconds", "From a change applied in the shared "
+                                     "store to this replica applying it", buckets=(0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                                                  0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30),
+                                     registry=r)
+        self._feed_resyncs = Counter("cachesvc_feed_resyncs", "Rescans of the shared store (the change feed did not "
+                                     "reach back far enough, or the store lost its data)", registry=r)
+        self._store_degraded = Gauge("cachesvc_store_degraded", "1 while the shared store is unreachable (requests "
+                                     "go straight upstream)", registry=r)
 
     # ---- the request path -----------------------------------------------------------------------------
 
@@ -140,6 +173,37 @@ class Metrics:
     def set_entries(self, category: str, count: int) -> None:
         self._entries.labels(category).set(count)
 
+    # ---- the shared store -----------------------------------------------------------------------------
+
+    def record_feed_change(self, op: str, delay_s: float) -> None:
+        self._feed_changes.labels(op).inc()
+        self._feed_delay.observe(max(0.0, delay_s))
+
+    def record_feed_resync(self) -> None:
+        self._feed_resyncs.inc()
+
+    def set_store_degraded(self, degraded: bool) -> None:
+        self._store_degraded.set(1 if degraded else 0)
+
+    # ---- tenants ---------------------------------------------------------------------------------------
+
+    def record_rate_limited(self, limit: str, tenant: str = "other") -> None:
+        """A request refused with 429: ``limit`` is requests or tokens; ``tenant`` a configured name or other."""
+        self._rate_limited.labels(limit, tenant).inc()
+
+    def record_tenant_tokens(self, tenant: str, tokens: int) -> None:
+        self._tenant_tokens.labels(tenant).inc(tokens)
+
+    def record_rate_limiter_unavailable(self) -> None:
+        self._rate_limiter_unavailable.inc()
+
+    def record_tenant_rejected(self, reason: str) -> None:
+        """A request refused for its key: ``reason`` is missing_key or unknown_key."""
+        self._tenant_rejected.labels(reason).inc()
+
+    def record_tenant_header_ignored(self) -> None:
+        self._tenant_header_ignored.inc()
+
     # ---- upstreams ------------------------------------------------------------------------------------
 
     def record_upstream_started(self, upstream: str) -> None:
@@ -150,6 +214,19 @@ class Metrics:
         self._upstream_inflight.labels(upstream).dec()
         self._upstream_requests.labels(upstream, str(status)).inc()
         self._upstream_load.labels(upstream).set(load_level)
+
+    def record_upstream_retry(self, upstream: str, reason: str) -> None:
+        self._upstream_retries.labels(upstream, reason).inc()
+
+    def record_upstream_failover(self, upstream: str, reason: str) -> None:
+        """``upstream`` failed (``reason``) and the request went on to the next upstream serving its model."""
+        self._upstream_failovers.labels(upstream, reason).inc()
+
+    def set_upstream_breaker_state(self, upstream: str, state: str) -> None:
+        self._upstream_breaker.labels(upstream).set(_BREAKER_STATES.get(state, 0))
+
+    def record_upstream_short_circuit(self, upstream: str) -> None:
+        self._upstream_short_circuits.labels(upstream).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,10 +12,11 @@ import numpy as np
 from aiohttp import web
 
 from cachesvc.cache.selector import Selector
+from cachesvc.cache.stores.base import StoreUnavailable
 from cachesvc.openai.errors import RequestError
 from cachesvc.openai.http import json_response, read_json
 from cachesvc.server.services import SERVICES, ProxyServices
-from cachesvc.server.tenants import api_key_of, tenant_named, tenant_of_api_key
+from cachesvc.server.tenants import TenantResolver, api_key_of, tenant_named
 
 _FIELDS = {"category", "namespace", "tenant", "api_key", "model", "entry_id", "all", "dry_run"}
 _TEXT_FIELDS = ("category", "namespace", "tenant", "api_key", "model")
@@ -102,12 +103,16 @@ async def explain(request: web.Request) -> web.Response:
 async def invalidate(request: web.Request) -> web.Response:
     """Body: any of category, namespace, tenant, api_key, model, entry_id; or {"all": true}. dry_run lists only."""
     services = _require_admin(request)
-    selector, dry_run = _selector(await read_json(request, services.config.server.max_body_bytes))
-    removed = await services.cache.invalidate(selector, dry_run=dry_run)
+    selector, dry_run = _selector(await read_json(request, services.config.server.max_body_bytes), services.tenants)
+    try:
+        removed = await services.cache.invalidate(selector, dry_run=dry_run)
+    except StoreUnavailable as exc:  # nothing was forgotten here that the store still holds
+        raise RequestError(503, f"The shared store is unavailable; nothing was invalidated: {exc}",
+                           code="store_unavailable") from None
     return json_response({"dry_run": dry_run, "matched": len(removed), "entry_ids": [str(i) for i in removed[:1000]]})
 
 
-def _selector(body: Any) -> tuple[Selector, bool]:
+def _selector(body: Any, tenants: TenantResolver) -> tuple[Selector, bool]:
     """The entries an invalidation body names, and whether it only lists them; a clear 400 for anything else."""
     if not isinstance(body, dict):
         raise RequestError(400, "The request body must be a JSON object.")
@@ -119,7 +124,7 @@ def _selector(body: Any) -> tuple[Selector, bool]:
             raise RequestError(400, f"'{name}' must be a string.", param=name)
     tenant = tenant_named(body["tenant"]) if "tenant" in body else None
     if "api_key" in body:
-        tenant = tenant_of_api_key(body["api_key"])
+        tenant = tenants.of_api_key(body["api_key"])
     entry_id = None
     if "entry_id" in body:
         value = body["entry_id"]

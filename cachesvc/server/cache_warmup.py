@@ -13,6 +13,7 @@ from aiohttp import web
 
 from cachesvc.cache.categorizer import Categorizer
 from cachesvc.cache.semantic_cache import SemanticCache
+from cachesvc.cache.stores.base import StoreUnavailable
 from cachesvc.config import CacheConfig
 from cachesvc.embedding.embedder import Embedder
 from cachesvc.verifier.runtime import VerifierRuntime
@@ -62,13 +63,29 @@ class CacheWarmup:
             await self._embedder.start()
             await self._categorizer.start(self._embedder.encode_now)
             await asyncio.to_thread(self._verifier.load)
-            loaded = await self._cache.start(self._embedder.dim)
+            loaded = await self._start_cache()
             log.info("cache ready: %d entries from the %s store", loaded, self._config.store.kind)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.error = f"{exc.__class__.__name__}: {exc}"
             log.exception("the cache failed to start; requests pass through uncached")
+
+    async def _start_cache(self) -> int:
+        """Open the store and rebuild the index; a shared store that cannot be reached is retried (capped backoff)
+        while requests go straight upstream and /healthz says degraded."""
+        backoff = 0.1
+        health = self._cache.health
+        while True:
+            try:
+                loaded = await self._cache.start(self._embedder.dim)
+            except StoreUnavailable as exc:
+                health.down(str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._config.store.resync_max_backoff_s)
+                continue
+            health.up()
+            return loaded
 
     async def _start_embedder(self) -> None:
         try:

@@ -26,8 +26,9 @@ from cachesvc.openai.http import Handler, read_json, request_error_response
 from cachesvc.openai.protocol import Endpoint
 from cachesvc.policies.cache.load_adaptive import EffectivePolicy, effective_policy
 from cachesvc.routing.pools import AdapterPools
+from cachesvc.server.rate_limits import RateLimited, TenantRateLimits
 from cachesvc.server.request_context import RequestContext
-from cachesvc.server.tenants import tenant_of
+from cachesvc.server.tenants import TenantResolver
 from cachesvc.server.upstream_relay import UPSTREAM_MS_HEADER, Remember, UpstreamRelay, write_answer
 from cachesvc.upstreams.pool import UpstreamPool
 from cachesvc.verifier.agreement import AgreementMonitor, HitSample
@@ -42,8 +43,11 @@ class CompletionsService:
     def __init__(self, config: Config, *, cache: SemanticCache, embedder: Embedder, categorizer: Categorizer,
                  upstreams: UpstreamPool, flights: SingleFlight[Answer], metrics: Metrics,
                  judge: Judge | None = None, agreement: AgreementMonitor | None = None,
-                 pools: AdapterPools | None = None) -> None:
+                 pools: AdapterPools | None = None, tenants: TenantResolver | None = None,
+                 limits: TenantRateLimits | None = None) -> None:
         self._config = config
+        self._tenants = tenants or TenantResolver(config.tenants, metrics)
+        self._limits = limits  # None: no rate limits
         self._pools = pools
         self._judge = judge
         self._agreement = agreement
@@ -63,7 +67,11 @@ class CompletionsService:
     async def handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         started = time.perf_counter()
         try:
+            if self._limits is not None:  # every request counts, hits included
+                await self._limits.admit(self._tenants.of_request(request))
             response, result = await self._answer(request, endpoint)
+        except RateLimited as exc:
+            response, result = request_error_response(exc, {"x-cachesvc-cache": "bypass", **exc.headers}), "error"
         except RequestError as exc:
             response, result = request_error_response(exc, {"x-cachesvc-cache": "bypass"}), "error"
         self._metrics.record_answered(result, time.perf_counter() - started)
@@ -85,7 +93,7 @@ class CompletionsService:
         if query is not None and len(query) > cache_config.max_query_chars:
             query = None  # exact tier only: no lookup work grows with the question past the bound
             ctx.headers["x-cachesvc-semantic"] = "skipped:query_too_long"
-        tenant = tenant_of(request.headers, self._config.server.tenant_header)
+        tenant = self._tenants.of_request(request).id
         namespace = controls.namespace or cache_config.default_namespace
         partition = req.partition(tenant, namespace)
         exact_key = req.exact_key(partition)
@@ -267,7 +275,7 @@ class CompletionsService:
                    "x-cachesvc-routed": routed.how}
         if routed.paged_s is not None:  # this request waited for its adapter's load call: a cold answer
             headers["x-cachesvc-adapter-paged-ms"] = f"{routed.paged_s * 1000:.1f}"
-        tenant = tenant_of(ctx.http.headers, self._config.server.tenant_header)
+        tenant = self._tenants.of_request(ctx.http).id
         feedback = self._pools.feedback if self._pools else None
         status, sent = 0, time.perf_counter()
 
@@ -291,6 +299,8 @@ class CompletionsService:
 
     async def _remember(self, ctx: RequestContext, answer: Answer, draft: EntryDraft | None) -> Answer | None:
         """Cache the answer if it may be cached; returns it when it may be shared with identical waiters."""
+        if self._limits is not None:  # an upstream answer's tokens count against its tenant (hits cost none)
+            await self._limits.charge(self._tenants.of_request(ctx.http), answer)
         reason = answer.cacheable_reason(ctx.req.has_tools)
         if reason is not None:
             self._metrics.record_write_skipped(reason)

@@ -12,7 +12,6 @@ from cachesvc.openai.errors import RequestError
 from cachesvc.openai.http import json_response, read_json
 from cachesvc.routing.feedback import MAX_ID_CHARS
 from cachesvc.server.services import SERVICES
-from cachesvc.server.tenants import tenant_of
 
 MAX_FEEDBACK_BYTES = 4096
 
@@ -32,8 +31,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     if not services.pools:
         raise RequestError(404, "No adapter pools are configured, so no response awaits feedback.",
                            code="feedback_unknown_id")
-    pending = services.pools.feedback.claim(response_id, tenant_of(request.headers,
-                                                                   services.config.server.tenant_header))
+    pending = services.pools.feedback.claim(response_id, services.tenants.of_request(request).id)
     pool = services.pools.by_name(pending.pool)
     if pool is None:  # the pool is gone (reconfigured); nothing to teach
         raise RequestError(404, f"The pool that served {response_id!r} is no longer configured.", param="id",

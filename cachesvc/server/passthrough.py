@@ -14,23 +14,27 @@ every forwarded request:
   verbs) is a 405 from the proxy. TRACE in particular would echo the proxy's key back to the client.
 
 ``Upstream.request`` checks path and method again, so no caller can attach the key to any other request.
+
+Retries and failover (``Upstream.request``) apply here too, made before any byte went back; a POST or PATCH here
+may not be idempotent (a batch, a file), so it is retried only where the upstream cannot have acted on it: a
+connection that could not be made, or a 429.
 """
 
 from __future__ import annotations
 
-import time
-
+import aiohttp
 from aiohttp import web
 
 from cachesvc.openai import codec
 from cachesvc.openai.errors import RequestError
 from cachesvc.openai.http import error_response
 from cachesvc.server.services import SERVICES
-from cachesvc.server.upstream_relay import UPSTREAM_MS_HEADER
+from cachesvc.server.upstream_relay import answered_headers
 from cachesvc.upstreams.paths import FORWARDED_METHODS, checked_path
-from cachesvc.upstreams.upstream import HOP_BY_HOP
+from cachesvc.upstreams.upstream import HOP_BY_HOP, UpstreamTrace, UpstreamUnavailable
 
 PREFIX = "/v1/"
+NOT_IDEMPOTENT = frozenset({"POST", "PATCH"})
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
@@ -58,18 +62,29 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         model = parsed.get("model") if isinstance(parsed, dict) else None
         if isinstance(model, str):
             upstream = upstreams.for_model(model)
-    sent = time.perf_counter()
-    async with upstream.request(request.method, tail, data=body, client_headers=request.headers,
-                                query=request.rel_url.raw_query_string) as upstream_response:
-        headers = {k: v for k, v in upstream_response.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["x-cachesvc-cache"] = "bypass"
-        headers[UPSTREAM_MS_HEADER] = f"{(time.perf_counter() - sent) * 1000:.1f}"
-        response = web.StreamResponse(status=upstream_response.status, headers=headers)
-        await response.prepare(request)
-        try:
-            async for chunk in upstream_response.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
-        except ConnectionResetError:
-            upstream_response.close()
-        return response
+    trace = UpstreamTrace()
+    try:
+        async with upstream.request(request.method, tail, data=body, client_headers=request.headers,
+                                    query=request.rel_url.raw_query_string,
+                                    idempotent=request.method not in NOT_IDEMPOTENT, trace=trace) as upstream_response:
+            return await _relay(request, upstream_response, trace)
+    except UpstreamUnavailable as exc:  # refused before anything was sent (circuit open): say when to retry
+        return error_response(exc.status, exc.message, code=exc.code,
+                              headers={"x-cachesvc-cache": "bypass", **exc.headers})
+
+
+async def _relay(request: web.Request, upstream_response: aiohttp.ClientResponse,
+                 trace: UpstreamTrace) -> web.StreamResponse:
+    """Pass the upstream's response on as it arrives, status, headers and body."""
+    headers = {k: v for k, v in upstream_response.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers["x-cachesvc-cache"] = "bypass"
+    headers.update(answered_headers(trace))
+    response = web.StreamResponse(status=upstream_response.status, headers=headers)
+    await response.prepare(request)
+    try:
+        async for chunk in upstream_response.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:
+        upstream_response.close()
+    return response

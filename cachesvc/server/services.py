@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -16,6 +16,7 @@ from cachesvc.openai.answer import Answer
 from cachesvc.routing.pools import AdapterPools
 from cachesvc.server.cache_warmup import CacheWarmup
 from cachesvc.server.completions import CompletionsService
+from cachesvc.server.tenants import TenantResolver
 from cachesvc.upstreams.pool import UpstreamPool
 from cachesvc.verifier.agreement import AgreementMonitor
 from cachesvc.verifier.judge import Judge
@@ -38,6 +39,7 @@ class ProxyServices:
     verifier: VerifierRuntime
     agreement: AgreementMonitor
     pools: AdapterPools
+    tenants: TenantResolver = field(default_factory=TenantResolver)  # who is who (tenants: in the config)
     judge: Judge | None = None
     model_engine: ModelEngine | None = None  # the embedded model server's, when no upstream is configured
 

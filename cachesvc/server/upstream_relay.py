@@ -11,7 +11,11 @@ counts one write-skipped reason.
 Every answer forwarded from an upstream (a miss or a bypass, streamed or not, an upstream's error included)
 carries ``x-cachesvc-upstream-ms``: the milliseconds from sending the request upstream until the upstream's
 response headers arrived. For a stream that is the time to its headers, before any of its body; the stream
-itself may run much longer. Answers served from the cache do not carry it.
+itself may run much longer. Answers served from the cache do not carry it. When the request was retried or failed
+over (``Upstream.request``), it times the attempt that answered; the earlier attempts and waits are not in it.
+Such answers also name the upstream that answered (``x-cachesvc-upstream``) and, past one, the attempts it took
+(``x-cachesvc-upstream-attempts``). A request refused because the upstreams' breakers are open gets a 503
+``upstream_circuit_open`` with a Retry-After.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from cachesvc.openai.protocol import ENDPOINT_PATHS
 from cachesvc.openai.sse import SSEParser, encode_event
 from cachesvc.openai.stream_accumulator import StreamAccumulator, is_usage_only
 from cachesvc.server.request_context import RequestContext
+from cachesvc.upstreams.upstream import UpstreamTrace, UpstreamUnavailable
 
 Remember = Callable[[Answer], Awaitable[Answer | None]]
 """Store a fresh answer if it may be; returns it when identical waiters may share it."""
 
 UPSTREAM_MS_HEADER = "x-cachesvc-upstream-ms"
+UPSTREAM_HEADER = "x-cachesvc-upstream"
+UPSTREAM_ATTEMPTS_HEADER = "x-cachesvc-upstream-attempts"
 
 # What reading an upstream's body can raise when the upstream breaks off: a cut or reset connection, a chunked
 # body that ends mid-chunk, silence past the read timeout.
@@ -57,42 +64,50 @@ class UpstreamRelay:
     async def forward(self, ctx: RequestContext, headers: dict[str, str],
                       remember: Remember) -> tuple[web.StreamResponse, Answer | None]:
         """The response for the client and the answer that may be shared (None: nothing shareable). ``headers``
-        go on the response, with ``x-cachesvc-upstream-ms`` (the time to the upstream's response headers; for a
-        stream, before its body) once the upstream answered."""
+        go on the response, with ``answered_headers`` (``x-cachesvc-upstream-ms``: the time to the answering
+        upstream's response headers, for a stream before its body; who answered; the attempts) once one answered."""
         req, upstream = ctx.req, ctx.upstream
         body = req.body if ctx.model_override is None else {**req.body, "model": ctx.model_override}
         hide_usage = req.stream and upstream.config.stream_usage and not req.include_usage
         if hide_usage:
             body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
-        sent = time.perf_counter()
-        async with upstream.request("POST", ENDPOINT_PATHS[req.endpoint], data=codec.dumps(body),
-                                    client_headers=ctx.http.headers) as upstream_response:
-            headers = {**headers, UPSTREAM_MS_HEADER: f"{(time.perf_counter() - sent) * 1000:.1f}"}
-            try:
-                if upstream_response.status != 200:
-                    return await _relay_error(upstream_response, headers), None
-                if req.stream and upstream_response.content_type == "text/event-stream":
-                    return await self._relay_stream(ctx, upstream_response, headers, remember, hide_usage)
-                raw = await upstream_response.read()
-            except UPSTREAM_BROKE_OFF:
-                error = RequestError(502, f"Upstream {upstream.name!r} broke off its answer.",
-                                     code="upstream_disconnected")
-                return request_error_response(error, headers), None
-            try:
-                parsed = codec.loads(raw)
-                if isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
-                    ctx.response_id = parsed["id"]
-                answer = Answer.from_response(req.endpoint, parsed)
-            except ValueError as exc:
-                self._metrics.record_write_skipped("upstream_bad_response")
-                error = RequestError(502, f"Upstream {upstream.name!r} sent a malformed completion: {exc}.",
-                                     code="upstream_bad_response")
-                return request_error_response(error, headers), None
-            shared = await remember(answer)
-            if req.stream:  # asked for a stream, got JSON (some servers ignore `stream`): replay it as SSE
-                return await write_answer(ctx, answer, headers), shared
-            response = web.Response(body=raw, status=200, headers={**headers, "Content-Type": "application/json"})
-            return response, shared
+        trace = UpstreamTrace()
+        try:
+            async with upstream.request("POST", ENDPOINT_PATHS[req.endpoint], data=codec.dumps(body),
+                                        client_headers=ctx.http.headers, trace=trace) as upstream_response:
+                return await self._relay(ctx, upstream_response, {**headers, **answered_headers(trace)},
+                                         trace.answered_by or upstream.name, remember, hide_usage)
+        except UpstreamUnavailable as exc:  # refused before anything was sent (circuit open): say when to retry
+            return request_error_response(exc, {**headers, **exc.headers}), None
+
+    async def _relay(self, ctx: RequestContext, upstream_response: aiohttp.ClientResponse, headers: dict[str, str],
+                     name: str, remember: Remember, hide_usage: bool) -> tuple[web.StreamResponse, Answer | None]:
+        """Relay the upstream's answer: an error passed on, a stream, or JSON (replayed as SSE if asked)."""
+        req = ctx.req
+        try:
+            if upstream_response.status != 200:
+                return await _relay_error(upstream_response, headers), None
+            if req.stream and upstream_response.content_type == "text/event-stream":
+                return await self._relay_stream(ctx, upstream_response, headers, remember, hide_usage)
+            raw = await upstream_response.read()
+        except UPSTREAM_BROKE_OFF:
+            error = RequestError(502, f"Upstream {name!r} broke off its answer.", code="upstream_disconnected")
+            return request_error_response(error, headers), None
+        try:
+            parsed = codec.loads(raw)
+            if isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
+                ctx.response_id = parsed["id"]
+            answer = Answer.from_response(req.endpoint, parsed)
+        except ValueError as exc:
+            self._metrics.record_write_skipped("upstream_bad_response")
+            error = RequestError(502, f"Upstream {name!r} sent a malformed completion: {exc}.",
+                                 code="upstream_bad_response")
+            return request_error_response(error, headers), None
+        shared = await remember(answer)
+        if req.stream:  # asked for a stream, got JSON (some servers ignore `stream`): replay it as SSE
+            return await write_answer(ctx, answer, headers), shared
+        response = web.Response(body=raw, status=200, headers={**headers, "Content-Type": "application/json"})
+        return response, shared
 
     async def _relay_stream(self, ctx: RequestContext, upstream_response: aiohttp.ClientResponse,
                             headers: dict[str, str], remember: Remember,
@@ -200,6 +215,18 @@ async def _drain(upstream_response: aiohttp.ClientResponse) -> None:
         pass
     if not content.at_eof():
         upstream_response.close()
+
+
+def answered_headers(trace: UpstreamTrace) -> dict[str, str]:
+    """What an answer forwarded from an upstream says about it: the time to its headers, who answered, and the
+    attempts it took when more than one."""
+    sent = trace.sent if trace.sent is not None else time.perf_counter()
+    headers = {UPSTREAM_MS_HEADER: f"{(time.perf_counter() - sent) * 1000:.1f}"}
+    if trace.answered_by is not None:
+        headers[UPSTREAM_HEADER] = trace.answered_by
+    if trace.attempts > 1:
+        headers[UPSTREAM_ATTEMPTS_HEADER] = str(trace.attempts)
+    return headers
 
 
 async def write_answer(ctx: RequestContext, answer: Answer, headers: dict[str, str]) -> web.StreamResponse:

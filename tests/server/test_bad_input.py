@@ -129,8 +129,18 @@ async def test_model_not_in_configured_list_gets_404(http: aiohttp.ClientSession
 
 
 @pytest.mark.parametrize("failure", ["500", "503", "429", "400"])
-async def test_upstream_errors_are_relayed_and_never_cached(http: aiohttp.ClientSession, proxy: Proxy, stub: Stub,
+async def test_upstream_errors_are_relayed_and_never_cached(http: aiohttp.ClientSession, stub: Stub, encode: Any,
                                                             failure: str) -> None:
+    config = proxy_config(stub.url)
+    config.upstreams[0].retry.retries = 0  # one upstream call per request: retries have their own tests
+    proxy = await start_proxy(config, encode)
+    try:
+        await _relayed_and_never_cached(http, proxy, stub, failure)
+    finally:
+        await proxy.server.close()
+
+
+async def _relayed_and_never_cached(http: aiohttp.ClientSession, proxy: Proxy, stub: Stub, failure: str) -> None:
     for _ in range(2):
         status, payload, _ = await post(http, proxy, chat("Will this fail?"), headers={"x-stub-fail": failure})
         assert status == int(failure)

@@ -8,6 +8,11 @@ from typing import Protocol
 from cachesvc.cache.entry import CacheEntry
 
 
+class StoreUnavailable(OSError):
+    """The store could not be reached or refused the command (a networked store); the message names where it is
+    without any password. The cache then serves straight from the upstream until the store answers again."""
+
+
 class DocumentStore(Protocol):
     """Async so that a networked store (Redis) fits; an entry is written whole or not at all."""
 

@@ -13,7 +13,12 @@ Key layout, for a cache named by ``prefix`` P (default ``cachesvc:``); every key
     {P}x:<exact_key>   string: the entry_id of the newest entry put under that exact key; same expiry as the entry.
     {P}ids             sorted set of every entry_id, scored by expires_at: scan walks it (ZSCAN), count counts it;
                        members whose score passed are dropped first, members whose hash is gone are dropped lazily.
-    {P}layout          string: the version of this layout ("1"), so that a different layout is refused, not misread.
+    {P}feed            stream, the change feed: one record per applied put (``op p``) and per delete of an entry that
+                       existed (``op d``), fields ``id`` and ``o`` (the writing store's origin id), written by the same
+                       script as the change itself (a change is in the feed if and only if it happened), trimmed to
+                       about ``feed_max_len`` records. Its record ids are Redis's clock in ms: the propagation delay.
+                       Expiry writes nothing: every replica drops an entry at the ``expires_at`` all of them hold.
+    {P}layout          string: the version of this layout ("2"), so that a different layout is refused, not misread.
 
 One put, one delete and one exact lookup are each a Lua script (atomic, one round trip): an entry is written whole or
 not at all, and a replaced or deleted entry's exact-key mapping moves or goes with it. A script must name its keys in
@@ -36,11 +41,12 @@ import asyncio
 import logging
 import math
 import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis.exceptions
@@ -51,6 +57,8 @@ from redis.commands.core import AsyncScript
 
 from cachesvc.cache.entry import SCOPE_FIELDS, CacheEntry, EntryScope
 from cachesvc.cache.stores import register_store
+from cachesvc.cache.stores.base import StoreUnavailable
+from cachesvc.cache.stores.change_feed import START, Change, FeedBatch
 from cachesvc.config import StoreConfig
 from cachesvc.openai import codec
 from cachesvc.openai.answer import Answer
@@ -58,12 +66,12 @@ from cachesvc.openai.answer import Answer
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LAYOUT_VERSION = b"1"
+LAYOUT_VERSION = b"2"  # 2: the change feed
 _RETRIES = 1  # one reconnect per command: rides out a restarted server or a stale pooled connection, no more
 
-# KEYS: entry hash, exact-key string, index. ARGV: entry_id, expiry (unix ms), score (expires_at), exact-key prefix,
-# then field, value, ... of the hash. A PEXPIREAT/PXAT in the past deletes at once; its index member goes at the next
-# scan or count.
+# KEYS: entry hash, exact-key string, index, feed. ARGV: entry_id, expiry (unix ms), score (expires_at), exact-key
+# prefix, origin, feed length, then field, value, ... of the hash. A PEXPIREAT/PXAT in the past deletes at once; its
+# index member goes at the next scan or count.
 _PUT = """
 local old = redis.call('HGET', KEYS[1], 'exact_key')
 if old then
@@ -71,21 +79,28 @@ if old then
   if old_key ~= KEYS[2] and redis.call('GET', old_key) == ARGV[1] then redis.call('DEL', old_key) end
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1], 'PXAT', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'op', 'p', 'id', ARGV[1], 'o', ARGV[5])
 return 1
 """
 
-# KEYS: entry hash, index. ARGV: entry_id, exact-key prefix. Returns 1 if the entry existed.
+# KEYS: entry hash, index, feed. ARGV: entry_id, exact-key prefix, origin, feed length. Returns 1 if the entry existed
+# (and only then writes to the feed).
 _DELETE = """
 redis.call('ZREM', KEYS[2], ARGV[1])
 local exact = redis.call('HGET', KEYS[1], 'exact_key')
-if not exact then return redis.call('DEL', KEYS[1]) end
-local exact_key = ARGV[2] .. exact
-if redis.call('GET', exact_key) == ARGV[1] then redis.call('DEL', exact_key) end
-return redis.call('DEL', KEYS[1])
+if exact then
+  local exact_key = ARGV[2] .. exact
+  if redis.call('GET', exact_key) == ARGV[1] then redis.call('DEL', exact_key) end
+end
+local removed = redis.call('DEL', KEYS[1])
+if removed == 1 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'd', 'id', ARGV[1], 'o', ARGV[3])
+end
+return removed
 """
 
 # KEYS: index. ARGV: cursor, count, entry-key prefix, then the fields to read. One ZSCAN step: the next cursor, then
@@ -123,6 +138,9 @@ return redis.call('HMGET', ARGV[1] .. id, unpack(ARGV, 2))
 _UNAVAILABLE = (redis.exceptions.RedisError, OSError)
 
 
+__all__ = ["EntryTooLarge", "RedisSettings", "RedisStore", "StoreUnavailable", "redact_url"]
+
+
 @dataclass(frozen=True)
 class _Scripts:
     """The store's Lua scripts, registered on its client (EVALSHA, loaded again if the server lost them)."""
@@ -131,10 +149,6 @@ class _Scripts:
     delete: AsyncScript
     exact: AsyncScript
     scan: AsyncScript
-
-
-class StoreUnavailable(OSError):
-    """Redis could not be reached or refused the command; the message names the URL without its password."""
 
 
 class EntryTooLarge(ValueError):
@@ -153,6 +167,7 @@ class RedisSettings:
     timeout_s: float = 5.0  # one command's reply, a scan batch's included
     max_connections: int = 64  # pooled; a command waits up to timeout_s for a free one
     max_entry_bytes: int = 1024 * 1024  # largest answer (its JSON) stored, as cache.max_entry_bytes
+    feed_max_len: int = 100_000  # change-feed records kept (approximately: Redis trims whole nodes)
 
     def __repr__(self) -> str:
         """The settings with the URL's password redacted: safe to log."""
@@ -176,7 +191,8 @@ class RedisSettings:
             raise ValueError(f"cache.store.url must be a redis://, rediss:// or unix:// URL: {redact_url(self.url)}")
         if not self.prefix or any(c in self.prefix for c in "{}"):
             raise ValueError(f"cache.store.prefix must be non-empty and free of braces, got {self.prefix!r}")
-        for name in ("scan_batch", "connect_timeout_s", "timeout_s", "max_connections", "max_entry_bytes"):
+        for name in ("scan_batch", "connect_timeout_s", "timeout_s", "max_connections", "max_entry_bytes",
+                     "feed_max_len"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"cache.store.{name} must be > 0")
 
@@ -216,6 +232,8 @@ class RedisStore:
         self._exact_prefix = tag + "x:"
         self._ids = tag + "ids"
         self._layout = tag + "layout"
+        self._feed = tag + "feed"
+        self.origin = secrets.token_hex(8)  # names this instance's writes in the change feed
         self._client: Redis | None = None
         self._scripts: _Scripts | None = None
         parts = urlsplit(self.settings.url)
@@ -320,9 +338,10 @@ class RedisStore:
     async def put(self, entry: CacheEntry) -> None:
         """Insert or replace by entry_id, atomically; the exact key now names this entry, with its expiry."""
         args = self._put_args(entry)
-        await self._call(self.scripts.put(
-            keys=[self._key(entry.entry_id), self._exact_prefix + entry.scope.exact_key, self._ids],
-            args=args, client=self.client))
+        await self._call(self.scripts.put(keys=self._put_keys(entry), args=args, client=self.client))
+
+    def _put_keys(self, entry: CacheEntry) -> list[str]:
+        return [self._key(entry.entry_id), self._exact_prefix + entry.scope.exact_key, self._ids, self._feed]
 
     def _put_args(self, entry: CacheEntry) -> list[bytes | str | int | float]:
         """The put script's arguments; EntryTooLarge before anything is sent."""
@@ -338,7 +357,8 @@ class RedisStore:
         if vector is not None:
             mapping += ["vector", vector]
         expires_ms = math.ceil(entry.expires_at * 1000)
-        return [int(entry.entry_id), expires_ms, repr(float(entry.expires_at)), self._exact_prefix, *mapping]
+        return [int(entry.entry_id), expires_ms, repr(float(entry.expires_at)), self._exact_prefix, self.origin,
+                self.settings.feed_max_len, *mapping]
 
     async def put_many(self, entries: Iterable[CacheEntry]) -> None:
         """Put each entry (each atomically) in pipelined batches of scan_batch: bulk loads and benchmarks."""
@@ -348,9 +368,7 @@ class RedisStore:
         async def flush() -> None:
             async with self.client.pipeline(transaction=False) as pipe:
                 for e in batch:
-                    await put(  # queued on the pipeline
-                        keys=[self._key(e.entry_id), self._exact_prefix + e.scope.exact_key, self._ids],
-                        args=self._put_args(e), client=pipe)
+                    await put(keys=self._put_keys(e), args=self._put_args(e), client=pipe)  # queued
                 await self._call(pipe.execute())
             batch.clear()
 
@@ -383,7 +401,8 @@ class RedisStore:
             async with self.client.pipeline(transaction=False) as pipe:
                 for entry_id in ids[start:start + step]:
                     await delete(  # queued on the pipeline
-                        keys=[self._key(entry_id), self._ids], args=[entry_id, self._exact_prefix], client=pipe)
+                        keys=[self._key(entry_id), self._ids, self._feed],
+                        args=[entry_id, self._exact_prefix, self.origin, self.settings.feed_max_len], client=pipe)
                 replies = await self._call(pipe.execute())
             removed += sum(int(r) for r in replies)
         return removed
@@ -439,6 +458,68 @@ class RedisStore:
             _, count = await self._call(pipe.execute())
         return int(count)
 
+    # ---- the change feed (SharedStore) ---------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Return when Redis answers PING; StoreUnavailable when it does not."""
+        await self._call(self.client.ping())
+
+    async def get_many(self, entry_ids: Iterable[int]) -> list[CacheEntry | None]:
+        """The entries (None for each that is gone), pipelined in one round trip per scan_batch ids."""
+        ids = [int(i) for i in entry_ids]
+        found: list[CacheEntry | None] = []
+        step = self.settings.scan_batch
+        for start in range(0, len(ids), step):
+            chunk = ids[start:start + step]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for entry_id in chunk:
+                    pipe.hmget(self._key(entry_id), _READ_FIELDS)
+                rows = await self._call(pipe.execute())
+            found += [self._entry(i, row) for i, row in zip(chunk, rows, strict=True)]
+        return found
+
+    async def _feed_info(self) -> _FeedInfo | None:
+        """What XINFO STREAM says of the feed; None when it does not exist (nothing written yet, or data lost)."""
+        try:
+            with self._guard():
+                info = await self.client.xinfo_stream(self._feed)
+        except StoreUnavailable as exc:
+            if "no such key" in str(exc).lower():
+                return None
+            raise
+        first = info.get("first-entry")
+        return _FeedInfo(last=_position(info["last-generated-id"]),
+                         first=_position(first[0]) if first else None,
+                         trimmed=int(info.get("entries-added", 0)) > int(info.get("length", 0)))
+
+    async def feed_position(self) -> str:
+        """The newest change's position (START before any)."""
+        info = await self._feed_info()
+        return START if info is None else _format(info.last)
+
+    async def read_feed(self, position: str, *, block_s: float, count: int) -> FeedBatch:
+        """Changes after ``position`` (XREAD, blocking up to ``block_s``). A gap when the feed does not reach back
+        to ``position`` (trimmed past it: conservatively, whenever its first record is newer and records were
+        trimmed) or when Redis no longer has it (restarted without persistence, flushed: its newest id is older)."""
+        asked = _position(position)
+        info = await self._feed_info()
+        if info is None:
+            if asked != (0, 0):
+                return FeedBatch((), START, gap=True)
+        elif info.last < asked or (info.trimmed and info.first is not None and info.first > asked):
+            return FeedBatch((), _format(info.last), gap=True)
+        block = max(1, int(block_s * 1000)) if block_s > 0 else None
+        reply = cast("list[Any]", await self._call(self.client.xread({self._feed: position}, count=count,
+                                                                        block=block)))
+        changes: list[Change] = []
+        for _stream, records in reply or ():
+            for record_id, record in records:
+                position = record_id.decode() if isinstance(record_id, bytes) else str(record_id)
+                change = _change(position, record)
+                if change is not None:
+                    changes.append(change)
+        return FeedBatch(changes, position)
+
     # ---- decoding -----------------------------------------------------------------------------------------
 
     def _entry(self, entry_id: int | None, row: list[bytes | None]) -> CacheEntry | None:
@@ -452,6 +533,36 @@ class RedisStore:
             log.warning("redis store: entry %s under %r is malformed; skipped", entry_id, self.settings.prefix)
             return None
         return entry if entry_id is None or entry.entry_id == entry_id else None
+
+
+@dataclass(frozen=True)
+class _FeedInfo:
+    last: tuple[int, int]  # the newest record id Redis generated
+    first: tuple[int, int] | None  # the oldest record still kept
+    trimmed: bool  # some records were trimmed away
+
+
+def _position(value: bytes | str) -> tuple[int, int]:
+    """A stream id ``ms-seq`` as a comparable pair; ValueError when it is not one."""
+    text = value.decode() if isinstance(value, bytes) else value
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _format(position: tuple[int, int]) -> str:
+    return f"{position[0]}-{position[1]}"
+
+
+_OPS: dict[bytes, Literal["put", "delete"]] = {b"p": "put", b"d": "delete"}
+
+
+def _change(record_id: str, record: dict[bytes, bytes]) -> Change | None:
+    """A feed record as a Change; None (skipped) for a record this layout did not write."""
+    try:
+        return Change(_OPS[record[b"op"]], int(record[b"id"]), record.get(b"o", b"").decode(),
+                      _position(record_id)[0] / 1000)
+    except (KeyError, ValueError):
+        return None
 
 
 def _decode(row: list[bytes | None]) -> CacheEntry:

@@ -335,7 +335,7 @@ async def test_oversized_answers_are_refused_whole(redis_server: RedisServer) ->
 
 async def test_a_prefix_holding_another_layout_is_refused(redis_server: RedisServer) -> None:
     other = await opened(redis_server.url)
-    await other.client.set("{cachesvc:}layout", "2")
+    await other.client.set("{cachesvc:}layout", "1")  # the layout before the change feed
     await other.close()
     with pytest.raises(ValueError, match="layout"):
         await opened(redis_server.url)

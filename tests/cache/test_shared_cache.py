@@ -1,0 +1,251 @@
+"""Several replicas, one cache: SemanticCache instances over RedisStores on one real redis-server follow each other
+through the store's change feed; a replica that was away catches up; an unreachable Redis degrades, then recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from cachesvc.cache.entry import EntryDraft, EntryScope
+from cachesvc.cache.feed_follower import FeedFollower
+from cachesvc.cache.selector import Selector
+from cachesvc.cache.semantic_cache import SemanticCache
+from cachesvc.cache.stores import create_store
+from cachesvc.cache.stores.redis import RedisStore
+from cachesvc.config import CacheConfig, StoreConfig
+from cachesvc.metrics import Metrics
+from cachesvc.policies.cache.categories import DEFAULT_CATEGORIES
+from cachesvc.policies.verify.judgement import RuleJudge
+from tests.cache.test_semantic_cache import DIM, accept_all, answer, policy, put, semantic, unit
+from tests.redis_server import RedisServer
+
+WAIT_S = 5.0  # longest wait for a change to reach another replica (it takes milliseconds)
+
+
+async def replica(url: str, *, follow: bool = True, tenant_quota: Any = None, **categories: Any) -> SemanticCache:
+    cats = dict(DEFAULT_CATEGORIES)
+    for name, fields in categories.items():
+        cats[name] = dataclasses.replace(cats[name], **fields)
+    config = CacheConfig(categories=cats, store=StoreConfig(kind="redis", url=url, feed_block_s=0.1,
+                                                            resync_max_backoff_s=0.2, timeout_s=1.0,
+                                                            connect_timeout_s=0.5))
+    cache = SemanticCache(config, create_store(config.store), RuleJudge(accept_all), Metrics(),
+                          tenant_quota=tenant_quota, follow=follow)
+    await cache.start(DIM)
+    return cache
+
+
+async def eventually(condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        value = condition()
+        if value if isinstance(value, bool) else await value:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not within {WAIT_S} s: {what}")
+
+
+def follower(cache: SemanticCache) -> FeedFollower:
+    store = cache._store
+    assert isinstance(store, RedisStore)
+    return FeedFollower(cache, store, cache._config.store)
+
+
+async def test_an_insert_on_one_replica_is_a_semantic_hit_on_the_other(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url)
+    try:
+        await put(a, "k1", unit(1))
+        await eventually(lambda: len(b) == 1, "b adopts a's entry")
+        hit = await semantic(b, unit(1))
+        assert hit is not None and hit.entry.answer == answer("k1")
+        assert (await b.lookup_exact("k1", policy, None)) is not None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_an_exact_miss_asks_the_store_before_the_feed_has_spoken(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url, follow=False)
+    try:
+        await put(a, "k1", unit(1))
+        assert len(b) == 0, "b does not follow the feed"
+        hit = await b.lookup_exact("k1", lambda c: policy(c), None)
+        assert hit is not None and hit.entry.answer == answer("k1")
+        assert len(b) == 1 and (await semantic(b, unit(1))) is not None, "the entry found is adopted"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_deletions_and_invalidations_reach_the_other_replica(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url)
+    try:
+        for i in range(4):
+            await put(a, f"k{i}", unit(i), category="code" if i < 3 else "conversation")
+        await eventually(lambda: len(b) == 4, "b adopts all four")
+        removed = await a.invalidate(Selector(category="code"))
+        assert len(removed) == 3
+        await eventually(lambda: len(b) == 1, "b drops the invalidated three")
+        assert (await semantic(b, unit(0))) is None
+        # a replaced exact key: the old entry goes everywhere, the new one arrives
+        await put(b, "k3", unit(3), category="conversation")
+        await eventually(lambda: len(a) == 1 and a._by_exact["k3"] == b._by_exact["k3"], "a follows the replace")
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_only_the_writer_enforces_a_quota(redis_server: RedisServer) -> None:
+    a = await replica(redis_server.url, code={"max_entries": 2})
+    b = await replica(redis_server.url, code={"max_entries": 2})
+    try:
+        for i in range(3):
+            await put(a, f"k{i}", unit(i))
+        assert len(a) == 2
+        await eventually(lambda: set(b._live) == set(a._live), "b holds what a kept")
+        assert await a._store.count() == 2, "one eviction, not one per replica"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_expiry_reaches_every_replica_without_feed_traffic(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url)
+    try:
+        await put(a, "short", unit(1), ttl=0.1)
+        await put(a, "long", unit(2))
+        await eventually(lambda: len(b) == 2, "b adopts both")
+        await asyncio.sleep(0.25)
+        hit = await semantic(b, unit(1))
+        assert hit is None or hit.entry.scope.exact_key == "long", "an expired entry is never served"
+        position = await b._store.feed_position()  # type: ignore[attr-defined]
+        assert await a.sweep_expired() == 1
+        await b.sweep_expired()  # b may have dropped it already, when the lookup found it gone from Redis
+        assert await b._store.feed_position() == position, "sweeping a shared store writes nothing to the feed"  # type: ignore[attr-defined]
+        assert len(a) == len(b) == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_restarted_replica_comes_back_with_the_full_cache(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url)
+    await b.close()  # b is down while a works
+    try:
+        for i in range(5):
+            await put(a, f"k{i}", unit(i))
+        await a.invalidate(Selector(entry_id=a._by_exact["k0"]))
+        b = await replica(redis_server.url)
+        assert len(b) == 4 and set(b._live) == set(a._live)
+        assert all([(await semantic(b, unit(i))) is not None for i in range(1, 5)])
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_replica_catches_up_from_its_last_position(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url, follow=False)
+    try:
+        await put(a, "k0", unit(0))
+        assert await follower(b).step() == 1
+        position = b.feed_position
+        for i in range(1, 4):
+            await put(a, f"k{i}", unit(i))
+        await a.invalidate(Selector(entry_id=a._by_exact["k0"]))
+        assert await follower(b).step() == 4  # three adopted, one forgotten
+        assert b.feed_position > position and set(b._live) == set(a._live)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_feed_trimmed_past_the_position_rescans(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url, follow=False)
+    try:
+        await put(a, "k0", unit(0))
+        await follower(b).step()
+        for i in range(1, 4):
+            await put(a, f"k{i}", unit(i))
+        await a.invalidate(Selector(entry_id=a._by_exact["k0"]))
+        store = a._store
+        assert isinstance(store, RedisStore)
+        await store.client.xtrim(store._feed, maxlen=1, approximate=False)  # b's next changes are gone
+        await follower(b).step()
+        assert set(b._live) == set(a._live) and len(b) == 3
+        assert b.feed_position == await store.feed_position()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_store_that_lost_its_data_is_rescanned(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url, follow=False)
+    try:
+        await put(a, "k0", unit(0))
+        await follower(b).step()
+        store = a._store
+        assert isinstance(store, RedisStore)
+        await store.client.flushall()
+        await store.client.set(store._layout, b"2")
+        await follower(b).step()
+        assert len(b) == 0, "b forgets what the store no longer has"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_two_replicas_storing_one_exact_key_at_once_agree_on_it(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url)
+    try:
+        await asyncio.gather(put(a, "same", unit(1)), put(b, "same", unit(1)))
+        await eventually(lambda: len(a) == 2 and len(b) == 2, "each adopts the other's")
+        assert a._by_exact["same"] == b._by_exact["same"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_unreachable_redis_degrades_then_resynchronises(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url)
+    try:
+        await put(a, "k0", unit(0))
+        await eventually(lambda: len(b) == 1, "b adopts it")
+        redis_server.stop()
+        assert (await semantic(b, unit(0))) is None, "no hit without the store's document"
+        await eventually(lambda: b.health.degraded, "b notices")
+        scope = EntryScope("p", "k1", "t", "default", "code", "m")
+        assert await b.insert(EntryDraft(scope, "k1", unit(1), 60, 2.0), answer("k1")) is None
+        assert len(b) == 1, "nothing is remembered that the store did not acknowledge"
+        redis_server.start()  # empty: the test server keeps no data
+        await eventually(lambda: not b.health.degraded and not a.health.degraded, "both recover")
+        await eventually(lambda: len(b) == 0, "b resyncs with the empty store")
+        await put(a, "k2", unit(2))
+        await eventually(lambda: len(b) == 1, "and follows again")
+        assert np.allclose((await semantic(b, unit(2))).entry.vector, unit(2))  # type: ignore[union-attr]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_tenant_quota_evicts_the_tenants_own_oldest_entries() -> None:
+    config = CacheConfig(store=StoreConfig(kind="memory"))
+    cache = SemanticCache(config, create_store(config.store), RuleJudge(accept_all), Metrics(),
+                          tenant_quota=lambda tenant: 2 if tenant == "small" else None)
+    await cache.start(DIM)
+    try:
+        await put(cache, "big0", unit(10), tenant="big")
+        first = await put(cache, "s0", unit(0), tenant="small")
+        await put(cache, "s1", unit(1), tenant="small")
+        await cache.lookup_exact("s0", policy, None)  # recently used: s1 is the least recent now
+        await put(cache, "s2", unit(2), tenant="small")
+        await put(cache, "big1", unit(11), tenant="big")
+        tenants = sorted(live.scope.tenant for live in cache._live.values())
+        assert tenants == ["big", "big", "small", "small"]
+        assert first in cache._live and "s1" not in cache._by_exact
+    finally:
+        await cache.close()
