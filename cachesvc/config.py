@@ -257,6 +257,7 @@ class StoreConfig:
     timeout_s: float = 5.0  # one command's reply
     max_connections: int = 64
     max_entry_bytes: int | None = None  # largest answer stored; None: cache.max_entry_bytes
+    cluster: bool = False  # url names a node of a Redis Cluster: the store talks to the master owning its prefix's slot
     feed_max_len: int = 100_000  # changes kept in the change feed (a stream); a replica further behind rescans
     feed_block_s: float = 1.0  # how long one read of the change feed waits for news
     resync_max_backoff_s: float = 5.0  # Redis unreachable: longest wait between two reconnection tries

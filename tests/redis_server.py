@@ -70,13 +70,15 @@ class RedisServer:
     """One redis-server process on 127.0.0.1; restartable on the same port and folder (its AOF, if on, kept)."""
 
     def __init__(self, directory: Path, *, appendonly: bool = False, appendfsync: str = "everysec",
-                 port: int | None = None, binary: str | None = None, password: str | None = None) -> None:
+                 port: int | None = None, binary: str | None = None, password: str | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.binary = binary or redis_server_binary()
         self.directory = directory
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.port = port or free_port()
         self.password = password  # --requirepass (no spaces: sent inline)
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self._log = directory / "redis.log"
 
@@ -89,7 +91,7 @@ class RedisServer:
         return [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes",
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
                 "--dir", str(self.directory), "--daemonize", "no", "--logfile", "",
-                *(["--requirepass", self.password] if self.password else [])]
+                *(["--requirepass", self.password] if self.password else []), *self.extra_args]
 
     def start(self) -> RedisServer:
         """Start it and wait (bounded) until it answers PING; a failure shows the end of its log."""
@@ -159,3 +161,32 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def redis_server_aof(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server with AOF on (appendfsync always) for one test; restartable."""
     yield from run_server(tmp_path / "redis-aof", appendonly=True, appendfsync="always")
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[list[RedisServer]]:
+    """A Redis Cluster of three masters on loopback ports (no replicas), made with redis-cli --cluster create."""
+    binary = redis_server_binary()
+    cli = shutil.which(os.path.join(os.path.dirname(binary), "redis-cli")) or shutil.which("redis-cli")
+    if cli is None:
+        reason = "no redis-cli binary found (Debian's redis-tools, installed with redis-server)"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    nodes = [RedisServer(tmp_path / f"node{i}", binary=binary,
+                         extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                     "--cluster-node-timeout", "2000")) for i in range(3)]
+    try:
+        for node in nodes:
+            node.start()
+        subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-replicas",
+                        "0", "--cluster-yes"], check=True, capture_output=True, timeout=30)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while b"cluster_state:ok" not in ask(nodes[0].port, b"CLUSTER INFO"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()

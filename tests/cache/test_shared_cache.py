@@ -249,3 +249,33 @@ async def test_tenant_quota_evicts_the_tenants_own_oldest_entries() -> None:
         assert first in cache._live and "s1" not in cache._by_exact
     finally:
         await cache.close()
+
+
+async def test_two_replicas_share_a_cache_on_a_redis_cluster(redis_cluster: list[RedisServer]) -> None:
+    """Three masters; each replica is pointed at a different node, and both end up on the one owning the slot."""
+    a = await cluster_replica(redis_cluster[0].url)
+    b = await cluster_replica(redis_cluster[2].url)
+    try:
+        store_a, store_b = a._store, b._store
+        assert isinstance(store_a, RedisStore) and isinstance(store_b, RedisStore)
+        owner = store_a.client.get_connection_kwargs()["port"]
+        assert store_b.client.get_connection_kwargs()["port"] == owner
+        for i in range(3):
+            await put(a, f"k{i}", unit(i))
+        await eventually(lambda: len(b) == 3, "b adopts a's entries through the cluster")
+        await a.invalidate(Selector(entry_id=a._by_exact["k0"]))
+        await eventually(lambda: len(b) == 2, "and their deletion")
+        assert (await semantic(b, unit(1))) is not None
+        restarted = await cluster_replica(redis_cluster[1].url)
+        assert set(restarted._live) == set(a._live), "a fresh replica rebuilds from the cluster"
+        await restarted.close()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def cluster_replica(url: str) -> SemanticCache:
+    config = CacheConfig(store=StoreConfig(kind="redis", url=url, cluster=True, feed_block_s=0.1, timeout_s=1.0))
+    cache = SemanticCache(config, create_store(config.store), RuleJudge(accept_all), Metrics())
+    await cache.start(DIM)
+    return cache

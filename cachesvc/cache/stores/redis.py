@@ -167,6 +167,7 @@ class RedisSettings:
     timeout_s: float = 5.0  # one command's reply, a scan batch's included
     max_connections: int = 64  # pooled; a command waits up to timeout_s for a free one
     max_entry_bytes: int = 1024 * 1024  # largest answer (its JSON) stored, as cache.max_entry_bytes
+    cluster: bool = False  # url names a node of a Redis Cluster
     feed_max_len: int = 100_000  # change-feed records kept (approximately: Redis trims whole nodes)
 
     def __repr__(self) -> str:
@@ -254,9 +255,10 @@ class RedisStore:
             if password:
                 self._secrets.add(password)
         retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), _RETRIES)
+        url = await self._slot_owner_url(extra) if s.cluster else s.url
         try:
             pool = BlockingConnectionPool.from_url(
-                s.url, max_connections=s.max_connections, timeout=s.timeout_s, socket_timeout=s.timeout_s,
+                url, max_connections=s.max_connections, timeout=s.timeout_s, socket_timeout=s.timeout_s,
                 socket_connect_timeout=s.connect_timeout_s, retry=retry, health_check_interval=30, **extra)
         except ValueError as exc:
             raise ValueError(f"cache.store.url {self._url}: {exc}".replace(s.url, self._url)) from None
@@ -277,6 +279,28 @@ class RedisStore:
         self._client = client
         self._scripts = _Scripts(client.register_script(_PUT), client.register_script(_DELETE),
                                  client.register_script(_GET_EXACT), client.register_script(_SCAN))
+
+    async def _slot_owner_url(self, extra: dict[str, Any]) -> str:
+        """Redis Cluster: the URL of the master that owns this cache's slot (every key carries one hash tag, so
+        one node serves the whole cache, scripts and pipelines included), found through the configured node."""
+        s = self.settings
+        probe = Redis.from_url(s.url, socket_timeout=s.timeout_s, socket_connect_timeout=s.connect_timeout_s,
+                               **extra)
+        try:
+            with self._guard():
+                slot = int(await probe.execute_command("CLUSTER", "KEYSLOT", self._layout))
+                ranges = await probe.execute_command("CLUSTER", "SLOTS")
+        finally:
+            await probe.aclose()
+        for start, end, master, *_ in ranges:
+            if int(start) <= slot <= int(end):
+                host, port = master[0], int(master[1])
+                host = host.decode() if isinstance(host, bytes) else str(host)
+                parts = urlsplit(s.url)
+                auth = parts.netloc.rpartition("@")[0]
+                netloc = (auth + "@" if auth else "") + (f"[{host}]" if ":" in host else host) + f":{port}"
+                return parts._replace(netloc=netloc).geturl()
+        raise StoreUnavailable(f"redis store at {self._url}: no master owns slot {slot} of the cache")
 
     async def _check_eviction_policy(self, client: Redis) -> None:
         """Warn when Redis may evict keys without an expiry (the index); managed servers that hide CONFIG are left
@@ -461,8 +485,19 @@ class RedisStore:
     # ---- the change feed (SharedStore) ---------------------------------------------------------------------
 
     async def ping(self) -> None:
-        """Return when Redis answers PING; StoreUnavailable when it does not."""
+        """Return when Redis answers PING; StoreUnavailable when it does not. Under Cluster, a node that no longer
+        owns the cache's slot (answers MOVED) is left for the one that does."""
         await self._call(self.client.ping())
+        if self.settings.cluster:
+            try:
+                await self._call(self.client.get(self._layout))
+            except StoreUnavailable as exc:
+                if "MOVED" not in str(exc):
+                    raise
+                old, self._client = self._client, None
+                if old is not None:
+                    await old.aclose()
+                await self.open()
 
     async def get_many(self, entry_ids: Iterable[int]) -> list[CacheEntry | None]:
         """The entries (None for each that is gone), pipelined in one round trip per scan_batch ids."""
