@@ -9,6 +9,7 @@ or ``RedisServer`` directly for a server with AOF on (``appendonly=True``) that 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -44,6 +45,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 above) is free too; both must be under 65,536."""
+    for _ in range(200):
+        port = random.randint(20000, 55000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def ask(port: int, command: bytes, password: str | None = None, timeout_s: float = 0.5) -> bytes:
@@ -173,7 +188,7 @@ def redis_cluster(tmp_path: Path) -> Iterator[list[RedisServer]]:
         if in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
-    nodes = [RedisServer(tmp_path / f"node{i}", binary=binary,
+    nodes = [RedisServer(tmp_path / f"node{i}", binary=binary, port=free_cluster_port(),
                          extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                                      "--cluster-node-timeout", "2000")) for i in range(3)]
     try:
