@@ -82,7 +82,14 @@ def _completion_operation(summary: str, request: str, response: str, operation_i
                     "headers": _cache_headers(answered=False)},
             "413": {**_error("The body is larger than `server.max_body_bytes`."),
                     "headers": _cache_headers(answered=False)},
+            "401": _error("`tenants.require_known_key` is on and the key is not a configured tenant's "
+                          "(`invalid_api_key`)."),
+            "429": {**_error("The tenant is over its `requests_per_s` or `tokens_per_min` (`rate_limit_exceeded`), "
+                             "or the upstream's 429 relayed; `Retry-After` says when to come back."),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
             "502": _error("The upstream is unreachable, broke off its answer or sent a malformed one."),
+            "503": {**_error("Every upstream for the model has its circuit open (`upstream_circuit_open`), or the "
+                             "upstream's 503 relayed."), "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
             "504": _error("The upstream did not answer in time."),
             "default": _error("Any other upstream error, relayed with its status."),
         },
@@ -243,8 +250,10 @@ def _response_schemas() -> dict[str, Schema]:
         "Health": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"enum": ["ok", "starting", "error"]}, "entries": {"type": "integer"},
-                           "cache": {"type": "string"}, "model": {"type": "string"}, "error": {"type": "string"}},
+            "properties": {"status": {"enum": ["ok", "starting", "error", "degraded"]},
+                           "entries": {"type": "integer"}, "loaded": {"type": "integer"},
+                           "cache": {"type": "string"}, "model": {"type": "string"}, "error": {"type": "string"},
+                           "store": {"type": "string"}, "reason": {"type": "string"}, "for_s": {"type": "number"}},
         },
         "InvalidateRequest": {
             "type": "object",
@@ -456,7 +465,9 @@ def build_openapi(categories: Iterable[str] = ("default",), *, version: str = "0
                 "operationId": "healthz",
                 "summary": "200 once the embedding model and the index are ready; 503 (with the reason) before.",
                 "tags": ["operations"],
-                "responses": {"200": {"description": "Ready.", "content": _json(_schema("Health"))},
+                "responses": {"200": {"description": "Ready; or `degraded` (the shared store is unreachable, with the "
+                                                     "reason): still serving, straight from the upstream.",
+                                      "content": _json(_schema("Health"))},
                               "503": {"description": "Starting, or failed to start.",
                                       "content": _json(_schema("Health"))}},
             }},
