@@ -73,7 +73,8 @@ def configured_secrets(config: Config) -> set[str]:
     parts = urlsplit(store.url)
     passwords = [parts.password or ""] + [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
     secrets |= {p for raw in passwords for p in (raw, unquote(raw)) if p}
-    names = [store.password_env, config.cache.judge.api_key_env if config.cache.judge is not None else None]
+    names = [store.password_env, config.cache.judge.api_key_env if config.cache.judge is not None else None,
+             *(name for tenant in config.tenants.entries for name in tenant.api_key_env)]
     secrets |= {os.environ[name] for name in names if name and os.environ.get(name)}
     return secrets
 

@@ -58,12 +58,15 @@ def test_the_filter_scrubs_arguments_extras_and_tracebacks() -> None:
 
 def test_the_configured_secrets_include_env_named_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_REDIS_PASSWORD", REDIS_PASSWORD)
+    monkeypatch.setenv("TEST_TENANT_KEY", "tenant-key-7f3a")
     config = proxy_config("http://127.0.0.1:9/v1", **{
         "upstreams": [{"url": "http://127.0.0.1:9/v1", "api_key": UPSTREAM_KEY}],
         "server.admin_key": ADMIN_KEY,
+        "tenants.entries": [{"name": "team-a", "api_key_env": ["TEST_TENANT_KEY"]}],
         "cache.store": {"kind": "redis", "url": "redis://u:url-pass-1%40x@127.0.0.1:6379/0",
                         "password_env": "TEST_REDIS_PASSWORD"}})
-    assert {UPSTREAM_KEY, ADMIN_KEY, REDIS_PASSWORD, "url-pass-1@x", "url-pass-1%40x"} <= configured_secrets(config)
+    assert {UPSTREAM_KEY, ADMIN_KEY, REDIS_PASSWORD, "url-pass-1@x", "url-pass-1%40x",
+            "tenant-key-7f3a"} <= configured_secrets(config)
 
 
 @pytest.fixture
