@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
+import pytest
 
 from cachesvc.cache.entry import EntryDraft, EntryScope
 from cachesvc.cache.feed_follower import FeedFollower
@@ -279,3 +281,22 @@ async def cluster_replica(url: str) -> SemanticCache:
     cache = SemanticCache(config, create_store(config.store), RuleJudge(accept_all), Metrics())
     await cache.start(DIM)
     return cache
+
+
+async def test_a_rebuild_streams_in_batches_and_logs_its_progress(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cachesvc.cache.semantic_cache as semantic_cache_module
+
+    a = await replica(redis_server.url)
+    for i in range(5):
+        await put(a, f"k{i}", unit(i))
+    await a.close()
+    monkeypatch.setattr(semantic_cache_module, "_PROGRESS_EVERY_S", 0.0)  # a progress line per entry
+    config = CacheConfig(store=StoreConfig(kind="redis", url=redis_server.url, scan_batch=2))
+    with caplog.at_level(logging.INFO, logger="cachesvc.cache.semantic_cache"):
+        b = SemanticCache(config, create_store(config.store), RuleJudge(accept_all), Metrics(), follow=False)
+        assert await b.start(DIM) == 5
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("entries so far" in m for m in messages) and any("loaded 5 entries" in m for m in messages)
+    assert [b._live[i].created_at for i in b._lru["code"]] == sorted(live.created_at for live in b._live.values())
+    await b.close()
