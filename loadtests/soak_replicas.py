@@ -61,7 +61,7 @@ class Replica:
     command: list[str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
-    rss: list[tuple[float, float]] = field(default_factory=list)
+    rss: list[tuple[float, float, int]] = field(default_factory=list)  # (t, MiB, pid)
     healthy: bool = False
 
     @property
@@ -170,7 +170,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         if replica.process is not None:
                             rss = rss_mib(replica.process.pid)
                             if rss is not None:
-                                replica.rss.append((time.monotonic() - started, rss))
+                                replica.rss.append((time.monotonic() - started, rss, replica.process.pid))
                     await asyncio.sleep(0.25)
 
             async def worker(seed: int) -> None:
@@ -291,13 +291,15 @@ def _median(values: list[float]) -> float | None:
     return round(values[len(values) // 2], 1) if values else None
 
 
-def _memory(samples: list[tuple[float, float]]) -> dict[str, float | None]:
-    """RSS after warm-up (the first minute's last sample), its peak, and at the end."""
-    if not samples:
-        return {"after_warmup": None, "peak": None, "end": None}
-    warm = [m for t, m in samples if t <= 60] or [samples[0][1]]
-    return {"after_warmup": round(warm[-1], 1), "peak": round(max(m for _, m in samples), 1),
-            "end": round(samples[-1][1], 1)}
+def _memory(samples: list[tuple[float, float, int]]) -> list[dict[str, float]]:
+    """Per process of the replica (a restart makes a second): RSS a minute into its life, its peak, its last."""
+    out = []
+    for pid in dict.fromkeys(p for _, _, p in samples):
+        mine = [(t, m) for t, m, p in samples if p == pid]
+        warm = [m for t, m in mine if t - mine[0][0] <= 60]
+        out.append({"from_s": round(mine[0][0], 1), "to_s": round(mine[-1][0], 1), "after_warmup": round(warm[-1], 1),
+                    "peak": round(max(m for _, m in mine), 1), "end": round(mine[-1][1], 1)})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
