@@ -21,7 +21,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -133,7 +133,7 @@ class SemanticCache:
             self._follower = asyncio.create_task(FeedFollower(self, self._shared, self._config.store).run())
         return len(self._live)
 
-    async def _load(self, index: PartitionedIndex, entries: Any, skip: set[int] | None = None) -> int:
+    async def _load(self, index: PartitionedIndex, entries: AsyncIterator[CacheEntry]) -> int:
         """Remember the live entries streamed from a scan and add their vectors to ``index`` in batches off the
         loop, logging progress; afterwards each category's LRU order is by age. Returns the entries loaded."""
         loop = asyncio.get_running_loop()
@@ -148,7 +148,7 @@ class SemanticCache:
         now = self._clock()
         self.loaded = 0
         async for entry in entries:
-            if entry.is_expired(now) or (skip is not None and entry.entry_id in skip):
+            if entry.is_expired(now):
                 continue
             self._remember(entry)
             loaded += 1
@@ -429,7 +429,7 @@ class SemanticCache:
         scan_started = self._clock()
         seen: set[int] = set()
 
-        async def stream() -> Any:
+        async def stream() -> AsyncIterator[CacheEntry]:
             async for entry in self._store.scan():
                 seen.add(entry.entry_id)
                 if entry.entry_id not in self._live:
