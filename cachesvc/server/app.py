@@ -70,7 +70,7 @@ def create_app(config: Config, *, embedder: Embedder | None = None, model: tuple
     app[SERVICES] = ProxyServices(config=config, metrics=metrics, upstreams=upstreams, embedder=embedder, cache=cache,
                                   flights=flights, warmup=warmup, completions=completions, model_engine=engine,
                                   verifier=verifier, judge=judge, agreement=agreement, pools=pools,
-                                  tenants=tenants)
+                                  tenants=tenants, limits=limits)
     add_routes(app)
     app.cleanup_ctx.append(_upstreams)
     app.cleanup_ctx.append(_verification)

@@ -15,6 +15,10 @@ every forwarded request:
 
 ``Upstream.request`` checks path and method again, so no caller can attach the key to any other request.
 
+Rate limits apply here as on completions: the call takes one request from the tenant's budget before it is
+forwarded (429 with ``Retry-After`` when there is none), and a JSON answer's ``usage`` (embeddings, responses) is
+charged to its tokens per minute, read from the answer as it is relayed (``openai/usage_tail.py``).
+
 Retries and failover (``Upstream.request``) apply here too, made before any byte went back; a POST or PATCH here
 may not be idempotent (a batch, a file), so it is retried only where the upstream cannot have acted on it: a
 connection that could not be made, or a 429.
@@ -27,8 +31,11 @@ from aiohttp import web
 
 from cachesvc.openai import codec
 from cachesvc.openai.errors import RequestError
-from cachesvc.openai.http import error_response
+from cachesvc.openai.http import error_response, request_error_response
+from cachesvc.openai.usage_tail import UsageTail
+from cachesvc.server.rate_limits import RateLimited
 from cachesvc.server.services import SERVICES
+from cachesvc.server.tenants import Tenant
 from cachesvc.server.upstream_relay import answered_headers
 from cachesvc.upstreams.paths import FORWARDED_METHODS, checked_path
 from cachesvc.upstreams.upstream import HOP_BY_HOP, UpstreamTrace, UpstreamUnavailable
@@ -48,7 +55,16 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         tail = checked_path(raw_path[len(PREFIX):])
     except RequestError as exc:
         return error_response(exc.status, exc.message, code=exc.code)
-    upstreams = request.app[SERVICES].upstreams
+    services = request.app[SERVICES]
+    try:
+        tenant = services.tenants.of_request(request)  # resolved already by the tenants middleware
+        if services.limits is not None:
+            await services.limits.admit(tenant)
+    except RateLimited as exc:
+        return request_error_response(exc, {"x-cachesvc-cache": "bypass", **exc.headers})
+    except RequestError as exc:
+        return request_error_response(exc, {"x-cachesvc-cache": "bypass"})
+    upstreams = services.upstreams
     upstream = upstreams.default
     body = await request.read() if request.can_read_body else None
     if body and request.content_type == "application/json":
@@ -67,24 +83,35 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         async with upstream.request(request.method, tail, data=body, client_headers=request.headers,
                                     query=request.rel_url.raw_query_string,
                                     idempotent=request.method not in NOT_IDEMPOTENT, trace=trace) as upstream_response:
-            return await _relay(request, upstream_response, trace)
+            return await _relay(request, upstream_response, trace, tenant)
     except UpstreamUnavailable as exc:  # refused before anything was sent (circuit open): say when to retry
         return error_response(exc.status, exc.message, code=exc.code,
                               headers={"x-cachesvc-cache": "bypass", **exc.headers})
 
 
 async def _relay(request: web.Request, upstream_response: aiohttp.ClientResponse,
-                 trace: UpstreamTrace) -> web.StreamResponse:
-    """Pass the upstream's response on as it arrives, status, headers and body."""
+                 trace: UpstreamTrace, tenant: Tenant) -> web.StreamResponse:
+    """Pass the upstream's response on as it arrives, status, headers and body; then charge the tokens a
+    successful JSON answer reports to a tenant with a tokens-per-minute limit."""
     headers = {k: v for k, v in upstream_response.headers.items() if k.lower() not in HOP_BY_HOP}
     headers["x-cachesvc-cache"] = "bypass"
     headers.update(answered_headers(trace))
+    limits = request.app[SERVICES].limits
+    metered = (limits is not None and tenant.limits.tokens_per_min is not None
+               and 200 <= upstream_response.status < 300 and upstream_response.content_type == "application/json")
+    usage = UsageTail() if metered else None
     response = web.StreamResponse(status=upstream_response.status, headers=headers)
     await response.prepare(request)
     try:
         async for chunk in upstream_response.content.iter_any():
+            if usage is not None:
+                usage.feed(chunk)
             await response.write(chunk)
         await response.write_eof()
     except ConnectionResetError:
         upstream_response.close()
+        return response
+    reported = usage.usage() if usage is not None else None
+    if limits is not None and reported is not None:
+        await limits.charge_usage(tenant, reported)
     return response

@@ -4,14 +4,16 @@ Both limits are one GCRA bucket each (the generic cell rate algorithm: a token b
 *theoretical arrival time* ``tat``; a bucket whose ``tat`` is in the past is full, and forgetting it changes
 nothing). Units drain at ``rate`` per second; a bucket holds ``capacity`` units:
 
-- requests: every completions request takes one unit (cache hits included, the request is refused when there is
-  none left); capacity ``burst``, rate ``requests_per_s``.
+- requests: every request to an upstream-backed route takes one unit: completions (cache hits included) and
+  pass-through calls (embeddings, responses, files, ...); the request is refused when there is none left;
+  capacity ``burst``, rate ``requests_per_s``.
 - tokens: a request is refused while the bucket is empty (not even one token left), and the answer's tokens are
   charged after it came back (``usage.total_tokens``, else prompt + completion tokens), so one large answer may
   put the bucket in debt: the tenant then waits until it is paid off. Capacity ``tokens_per_min``, rate
   ``tokens_per_min / 60``. Only answers from upstream are charged: a cache hit (and an identical request that
   shared an answer in flight) cost no upstream tokens and are free; a stream without a usage chunk (an upstream
-  with ``stream_usage: false``) charges nothing.
+  with ``stream_usage: false``) charges nothing. A pass-through answer is charged what its JSON ``usage`` says
+  (``openai/usage_tail.py`` finds it without holding the answer).
 
 A refused request is an OpenAI-style 429 (``rate_limit_error`` / ``rate_limit_exceeded``, what the SDKs retry on)
 with ``Retry-After`` in whole seconds (rounded up), ``retry-after-ms`` and ``x-ratelimit-{limit,remaining,reset}-
@@ -26,7 +28,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -116,12 +118,18 @@ def token_bucket(limits: TenantLimits) -> tuple[float, float] | None:
 
 
 def tokens_of(answer: Answer) -> int:
-    """The upstream tokens an answer cost: ``usage.total_tokens``, else prompt + completion; 0 without usage."""
-    usage = answer.usage or {}
+    """The upstream tokens an answer cost (``tokens_of_usage`` of its usage); 0 without usage."""
+    return tokens_of_usage(answer.usage or {})
+
+
+def tokens_of_usage(usage: dict[str, Any]) -> int:
+    """The tokens a ``usage`` object reports: ``total_tokens``, else prompt + completion (chat, completions,
+    embeddings), else input + output (the Responses API)."""
     total = _count(usage.get("total_tokens"))
     if total is not None:
         return total
-    return sum(_count(usage.get(name)) or 0 for name in ("prompt_tokens", "completion_tokens"))
+    chat = sum(_count(usage.get(name)) or 0 for name in ("prompt_tokens", "completion_tokens"))
+    return chat or sum(_count(usage.get(name)) or 0 for name in ("input_tokens", "output_tokens"))
 
 
 def _count(value: object) -> int | None:
@@ -232,9 +240,13 @@ class TenantRateLimits:
 
     async def charge(self, tenant: Tenant, answer: Answer) -> None:
         """Charge an upstream answer's tokens to the tenant."""
+        await self.charge_usage(tenant, answer.usage or {})
+
+    async def charge_usage(self, tenant: Tenant, usage: dict[str, Any]) -> None:
+        """Charge the tokens an upstream's ``usage`` object reports (a pass-through answer's) to the tenant."""
         if tenant.limits.tokens_per_min is None:
             return
-        tokens = tokens_of(answer)
+        tokens = tokens_of_usage(usage)
         if tokens > 0:
             self._metrics.record_tenant_tokens(tenant.label, tokens)
             await self.limiter.charge_tokens(tenant, tokens)

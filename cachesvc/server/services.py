@@ -16,6 +16,7 @@ from cachesvc.openai.answer import Answer
 from cachesvc.routing.pools import AdapterPools
 from cachesvc.server.cache_warmup import CacheWarmup
 from cachesvc.server.completions import CompletionsService
+from cachesvc.server.rate_limits import TenantRateLimits
 from cachesvc.server.tenants import TenantResolver
 from cachesvc.upstreams.pool import UpstreamPool
 from cachesvc.verifier.agreement import AgreementMonitor
@@ -40,6 +41,7 @@ class ProxyServices:
     agreement: AgreementMonitor
     pools: AdapterPools
     tenants: TenantResolver = field(default_factory=TenantResolver)  # who is who (tenants: in the config)
+    limits: TenantRateLimits | None = None  # their rate limits (pass-through; completions holds its own reference)
     judge: Judge | None = None
     model_engine: ModelEngine | None = None  # the embedded model server's, when no upstream is configured
 

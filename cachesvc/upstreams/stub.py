@@ -7,7 +7,8 @@ headers steer it: `x-stub-fail: STATUS`, `x-stub-latency-ms: N`, `x-stub-finish:
 (stream breaks off after N chunks), `x-stub-tool-call: NAME`, `x-stub-answer-bytes: N` (the answer is N bytes of
 text, its canned answer repeated), `x-stub-piece-chars: K` (a stream carries 1, 2, ..., K, 1, ... characters of
 content per chunk, like a token stream; the default cuts on words, about 12 characters) and
-`x-stub-chunk-delay-ms: N`. It counts what reached it.
+`x-stub-chunk-delay-ms: N`. It counts what reached it. `/v1/embeddings` answers in OpenAI's format (float or
+base64 vectors seeded by each input, `usage` counting words); any other `/v1` path echoes the request.
 
 For load tests a `StubBehaviour` shapes every request (`cachesvc stub-upstream` flags in brackets):
 
@@ -41,8 +42,10 @@ Everything waits with `asyncio.sleep`; a stand-in never blocks its loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import random
+import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -355,6 +358,19 @@ def create_stub_app(
         return json_response({"object": "list", "data": [
             {"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in models]})
 
+    async def embeddings(request: web.Request) -> web.Response:
+        """OpenAI's /v1/embeddings: a unit vector per input, seeded by its text; usage counts words."""
+        try:
+            body = codec.loads(await request.read())
+            inputs, dimensions, encoding = _embedding_request(body)
+        except (codec.JSONDecodeError, ValueError) as exc:
+            return error_response(400, str(exc) or "The body is not JSON.", code="invalid_request_error")
+        data = [{"object": "embedding", "index": i, "embedding": _embedding(text, dimensions, encoding)}
+                for i, text in enumerate(inputs)]
+        tokens = sum(len(text.split()) or 1 for text in inputs)
+        return json_response({"object": "list", "data": data, "model": body["model"],
+                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
     async def echo(request: web.Request) -> web.Response:
         """Any other /v1 path: echo what arrived, so pass-through can be checked."""
         body = await request.read()
@@ -365,8 +381,50 @@ def create_stub_app(
     app.router.add_post("/v1/chat/completions", completion)
     app.router.add_post("/v1/completions", completion)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_route("*", "/v1/{tail:.*}", echo)
     return app
+
+
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own bound
+MAX_EMBEDDING_DIMENSIONS = 4096
+
+
+def _embedding_request(body: Any) -> tuple[list[str], int, str]:
+    """An embeddings body's inputs (strings, or token arrays read as their numbers), dimensions (8 unless asked)
+    and encoding format; ValueError says what is wrong."""
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        raise ValueError("'model' is required.")
+    raw = body.get("input")
+    items = raw if isinstance(raw, list) and raw and not all(isinstance(x, int) for x in raw) else [raw]
+    if not 1 <= len(items) <= MAX_EMBEDDING_INPUTS:
+        raise ValueError(f"'input' holds 1 to {MAX_EMBEDDING_INPUTS} items.")
+    inputs = []
+    for item in items:
+        if isinstance(item, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in item):
+            item = " ".join(map(str, item))
+        if not isinstance(item, str) or not item:
+            raise ValueError("'input' is a non-empty string, a list of them, or token arrays.")
+        inputs.append(item)
+    dimensions = body.get("dimensions", 8)
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) \
+            or not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS:
+        raise ValueError(f"'dimensions' is an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}.")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise ValueError("'encoding_format' is 'float' or 'base64'.")
+    return inputs, dimensions, encoding
+
+
+def _embedding(text: str, dimensions: int, encoding: str) -> list[float] | str:
+    """A unit vector seeded by the text; base64 as OpenAI sends it (little-endian float32)."""
+    rng = random.Random(uuid.uuid5(uuid.NAMESPACE_URL, text).int)
+    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    vector = [x / norm for x in vector]
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode("ascii")
 
 
 def _prompt_of(body: dict[str, Any], chat: bool) -> str:

@@ -250,6 +250,8 @@ async def test_models_are_listed_from_the_upstream(proxy: Proxy) -> None:
 
 async def test_other_v1_paths_pass_through(proxy: Proxy) -> None:
     c = client(proxy)
-    response = await c.post("/embeddings", body={"model": "stub-model", "input": "hi"}, cast_to=object)
-    assert response["path"] == "/v1/embeddings"
+    made = await c.embeddings.create(model="stub-model", input=["hi", "there"])  # the client asks base64
+    assert [len(item.embedding) for item in made.data] == [8, 8] and made.usage.prompt_tokens == 2
+    response = await c.post("/moderations", body={"model": "stub-model", "input": "hi"}, cast_to=object)
+    assert response["path"] == "/v1/moderations"  # the stand-in's echo
     assert response["authorization"] == "Bearer sk-tenant-a"

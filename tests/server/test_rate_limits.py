@@ -1,7 +1,8 @@
 """Per-tenant rate limits: the GCRA buckets on a fake clock (burst, refill, Retry-After), then end to end through
 the proxy on loopback: 429 with Retry-After and an OpenAI-style error (the official client's RateLimitError),
-tokens charged from upstream answers only, unknown tenants limited separately, 401 for unknown keys, and the
-trusted header honoured from 127.0.0.1 and ignored from anywhere else."""
+tokens charged from upstream answers only, pass-through calls (embeddings) limited and charged from their usage,
+unknown tenants limited separately, 401 for unknown keys, and the trusted header honoured from 127.0.0.1 and
+ignored from anywhere else."""
 
 from __future__ import annotations
 
@@ -310,5 +311,50 @@ async def test_trusted_header_from_an_untrusted_source_is_ignored(stub: Stub, ht
         _, third, _ = await post(http, proxy, "What is a monad?", "sk-alice")
         assert [h["x-cachesvc-cache"] for h in (first, second, third)] == ["miss", "miss", "hit"]  # by key
         assert metric(proxy, "cachesvc_tenant_header_ignored_total") == 2
+    finally:
+        await proxy.server.close()
+
+
+async def test_pass_through_calls_take_requests_and_pay_tokens(stub: Stub, http: aiohttp.ClientSession) -> None:
+    proxy = await limited_proxy(stub, {"entries": [{"name": "team-a", "api_key_sha256": [sha("sk-team-a")],
+                                                     "requests_per_s": 0.01, "burst": 3, "tokens_per_min": 1000}]})
+    client = openai.AsyncOpenAI(base_url=proxy.base_url, api_key="sk-team-a", max_retries=0, timeout=30)
+    try:
+        made = await client.embeddings.create(model="stub-model", input=["one two three", "four five"])
+        assert len(made.data) == 2 and len(made.data[0].embedding) == 8  # base64 from the client, decoded
+        assert made.usage.total_tokens == 5
+        assert metric(proxy, 'cachesvc_tenant_tokens_total{tenant="team-a"}') == 5  # the relayed answer's usage
+        async with http.post(f"{proxy.base_url}/embeddings", headers={"Authorization": "Bearer sk-team-a"},
+                             json={"model": "stub-model", "input": "six " * 30, "encoding_format": "float"}) as r:
+            assert r.status == 200 and r.headers["x-cachesvc-cache"] == "bypass"
+        assert metric(proxy, 'cachesvc_tenant_tokens_total{tenant="team-a"}') == 35
+        async with http.get(f"{proxy.base_url}/files", headers={"Authorization": "Bearer sk-team-a"}) as r:
+            assert r.status == 200  # the echo: not JSON usage, charges nothing, takes the burst's last request
+        assert metric(proxy, 'cachesvc_tenant_tokens_total{tenant="team-a"}') == 35
+        with pytest.raises(openai.RateLimitError) as caught:
+            await client.embeddings.create(model="stub-model", input="seven")
+        assert caught.value.code == "rate_limit_exceeded" and int(caught.value.response.headers["retry-after"]) > 60
+        assert caught.value.response.headers["x-cachesvc-cache"] == "bypass"
+        assert metric(proxy, 'cachesvc_rate_limited_total{limit="requests",tenant="team-a"}') == 1
+        async with http.get(f"{proxy.base_url}/models", headers={"Authorization": "Bearer sk-team-a"}) as r:
+            assert r.status == 200  # the proxy's own list: no upstream call, no limit
+    finally:
+        await client.close()
+        await proxy.server.close()
+
+
+async def test_a_pass_through_answer_past_the_token_budget_refuses_the_next(stub: Stub,
+                                                                            http: aiohttp.ClientSession) -> None:
+    proxy = await limited_proxy(stub, {"default": {"tokens_per_min": 10}})
+    try:
+        big = ["word " * 20 for _ in range(600)]  # 12,000 tokens in an answer far larger than UsageTail keeps whole
+        body = {"model": "stub-model", "input": big, "dimensions": 32, "encoding_format": "float"}
+        async with http.post(f"{proxy.base_url}/embeddings", json=body) as r:
+            assert r.status == 200 and len(await r.read()) > 64 * 1024
+        assert metric(proxy, 'cachesvc_tenant_tokens_total{tenant="other"}') == 12_000
+        async with http.post(f"{proxy.base_url}/embeddings", json={"model": "stub-model", "input": "x"}) as r:
+            assert r.status == 429 and (await r.json())["error"]["code"] == "rate_limit_exceeded"
+            assert r.headers["x-ratelimit-limit-tokens"] == "10"
+        assert (await post(http, proxy, "a chat question"))[0] == 429  # one budget for every route
     finally:
         await proxy.server.close()
