@@ -78,6 +78,9 @@ class Metrics:
                                        ["pool"], registry=r)
         self._adapter_page_outs = Counter("cachesvc_adapter_page_outs", "Adapter unloads on a replica, by result",
                                           ["pool", "replica", "result"], registry=r)
+        self._adapter_lost = Counter("cachesvc_adapter_lost", "Requests whose replica no longer held their adapter "
+                                     "(it restarted): paged in again and sent once more", ["pool", "replica"],
+                                     registry=r)
         self._hit_similarity = Histogram("cachesvc_hit_similarity", "Similarity of served semantic hits",
                                          buckets=(0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0), registry=r)
         # tenants: labelled by configured tenant names only (every other tenant is "other"), never by a key
@@ -166,6 +169,9 @@ class Metrics:
 
     def record_adapter_page_out(self, pool: str, replica: str, result: str) -> None:
         self._adapter_page_outs.labels(pool, replica, result).inc()
+
+    def record_adapter_lost(self, pool: str, replica: str) -> None:
+        self._adapter_lost.labels(pool, replica).inc()
 
     def record_hit_confidence(self, probability: float) -> None:
         self._hit_confidence.observe(probability)

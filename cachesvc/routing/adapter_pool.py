@@ -7,7 +7,9 @@ request goes to a replica that holds the adapter (the least busy one: adapter af
 none does: onto a replica with a free slot, else over the router's victim among adapters with nothing in flight.
 
 The proxy keeps its own residency table per replica and reconciles it with the server's listing at start, after
-any failed call, and when an upstream answers 404 for an adapter it should hold (a restarted server). A page-in
+any failed call, and when an upstream answers that it does not hold an adapter it should (a restarted server:
+vLLM's 404, SGLang's 400, as the pager reads them); such a request is sent once more, after the adapter was paged
+in again, before anything reached the client. A page-in
 that fails (path missing, refused, timed out) marks the adapter unavailable for ``FAILED_ADAPTER_S`` and the
 request falls back: to ``fallback_adapter`` when it is resident, else to the best resident adapter, else a 503.
 Page-ins are measured (the load call, plus the extra wait of the first answer after it against the adapter's
@@ -221,6 +223,21 @@ class AdapterPool:
         elif answered and upstream_s is not None:
             self._warm_upstream_s[adapter] = upstream_s if warm is None else warm + WARM_SMOOTHING * (
                 upstream_s - warm)
+
+    def lost(self, routed: Routed, status: int, message: str) -> bool:
+        """The replica answered that it does not hold the routed adapter (it restarted since the proxy loaded it):
+        the adapter leaves its table and the replica is listed again by the next route, at once. Then the request
+        may be sent again, since nothing was generated."""
+        replica = routed.replica
+        if not replica.pager.lost_adapter(status, message):
+            return False
+        replica.resident.discard(routed.adapter)
+        replica.stale, replica.reconciled_at = True, float("-inf")
+        self._metrics.record_adapter_resident(self.name, replica.name, len(replica.resident))
+        self._metrics.record_adapter_lost(self.name, replica.name)
+        log.warning("pool %s: %s no longer holds adapter %r (restarted?); paging it in again", self.name,
+                    replica.name, routed.adapter)
+        return True
 
     def learn(self, arm: int, context: np.ndarray, reward: float, source: str) -> None:
         self.router.learn(arm, context, reward)

@@ -20,11 +20,13 @@ from cachesvc.cache.single_flight import SingleFlight
 from cachesvc.config import Config
 from cachesvc.embedding.embedder import Embedder
 from cachesvc.metrics import Metrics
+from cachesvc.openai import codec
 from cachesvc.openai.answer import Answer
 from cachesvc.openai.errors import RequestError
 from cachesvc.openai.http import Handler, read_json, request_error_response
 from cachesvc.openai.protocol import Endpoint
 from cachesvc.policies.cache.load_adaptive import EffectivePolicy, effective_policy
+from cachesvc.routing.adapter_pool import AdapterPool
 from cachesvc.routing.pools import AdapterPools
 from cachesvc.server.rate_limits import RateLimited, TenantRateLimits
 from cachesvc.server.request_context import RequestContext
@@ -267,6 +269,17 @@ class CompletionsService:
         query = ctx.req.query
         if vector is None and query is not None and self._embedder.started:
             vector = await self._embedder.embed(query[: self._config.cache.max_query_chars])
+        response, shared, lost = await self._forward_routed(ctx, pool, headers, remember, vector, retry=True)
+        if lost:  # the replica had restarted and lost the adapter: paged in again, asked once more
+            response, shared, _ = await self._forward_routed(ctx, pool, {**headers, "x-cachesvc-adapter-lost": "1"},
+                                                             remember, vector, retry=False)
+        return response, shared
+
+    async def _forward_routed(self, ctx: RequestContext, pool: AdapterPool, headers: dict[str, str],
+                              remember: Remember, vector: np.ndarray | None,
+                              retry: bool) -> tuple[web.StreamResponse, Answer | None, bool]:
+        """Route the request in ``pool`` and send it to the chosen replica and adapter. With ``retry``, an answer
+        saying the replica no longer holds the adapter is not relayed: the third value says to route again."""
         with ctx.timed("route"):
             routed = await pool.route(ctx.req.model, vector)
         ctx.upstream = routed.replica.upstream
@@ -292,7 +305,11 @@ class CompletionsService:
         try:
             response, shared = await self._relay.forward(ctx, headers, remember_routed)
             status = response.status
-            return response, shared
+            if retry and status in (400, 404) and isinstance(response, web.Response) and not response.prepared \
+                    and pool.lost(routed, status, _error_message(response)):
+                status = 0  # no answer to learn from
+                return response, None, True
+            return response, shared, False
         finally:
             upstream_ms = response.headers.get(UPSTREAM_MS_HEADER) if response is not None else None
             pool.release(routed, status, float(upstream_ms) / 1000 if upstream_ms else None)
@@ -308,3 +325,13 @@ class CompletionsService:
         if draft is not None and self._cache.ready:
             await self._cache.insert(draft, answer)
         return answer
+
+
+def _error_message(response: web.Response) -> str:
+    """The message of an OpenAI-style error answer not sent yet ("" when it has none)."""
+    try:
+        error = codec.loads(response.body or b"{}").get("error")  # type: ignore[arg-type]
+    except (codec.JSONDecodeError, AttributeError):
+        return ""
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) else ""

@@ -105,6 +105,11 @@ class AdapterPager(Protocol):
         """What a request puts in ``"model"`` to be served by ``adapter`` on top of ``base_model``."""
         ...
 
+    def lost_adapter(self, status: int, message: str) -> bool:
+        """A completion's error answer (its status and message) says the server does not hold the adapter the
+        request named: it restarted, or dropped it, since the proxy loaded it. Nothing was generated then."""
+        ...
+
 
 def server_root(url: str) -> URL:
     """The server's root from an OpenAI base URL: query and fragment dropped, a trailing ``/v1`` (and slashes) taken
@@ -253,6 +258,9 @@ class HttpPager(ABC):
 
     @abstractmethod
     def model_field(self, base_model: str, adapter: str) -> str: ...
+
+    @abstractmethod
+    def lost_adapter(self, status: int, message: str) -> bool: ...
 
     # -- for the drivers --------------------------------------------------------------------------------------
 

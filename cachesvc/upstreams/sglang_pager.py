@@ -7,7 +7,9 @@ adapter is given at start), at the server root, without ``/v1``:
   both answer ``{"success": bool, "error_message": str, "loaded_adapters": {name: path} | null}``, with 200 when
   ``success`` and 400 when not (``python/sglang/srt/entrypoints/http_server.py``). Adapters are loaded unpinned:
   pinning is the cache controller's decision, not the pager's.
-- A request picks an adapter with ``"model": "<base model>:<adapter>"``.
+- A request picks an adapter with ``"model": "<base model>:<adapter>"``; one naming an adapter the server does not
+  hold (it restarted) is a 400 ``The following requested LoRA adapters are not loaded: ...``
+  (``tokenizer_manager.py``): ``lost_adapter``.
 
 Listing: SGLang's ``GET /v1/models`` lists, next to the served model, one card per registered adapter whose
 ``parent`` is the served model (``available_models`` in ``http_server.py``, when LoRA is enabled), so ``loaded()``
@@ -39,6 +41,7 @@ DUPLICATE_MARKERS = ("because it is already loaded", "already exists")
 NOT_FOUND_MARKERS = ("repo id must", "repository not found", "snapshot folder", "no such file or directory",
                      "does not appear to have a file named")
 UNKNOWN_MARKERS = ("does not exist",)
+LOST_MARKER = "adapters are not loaded"
 
 
 @register_pager
@@ -77,6 +80,9 @@ class SglangPager(HttpPager):
 
     def model_field(self, base_model: str, adapter: str) -> str:
         return f"{base_model}:{adapter}"
+
+    def lost_adapter(self, status: int, message: str) -> bool:
+        return status == 400 and LOST_MARKER in message.lower()
 
     def _outcome(self, reply: Reply, operation: str, name: str) -> str | None:
         """None for a success, else the server's message; an answer that is not SGLang's update result is

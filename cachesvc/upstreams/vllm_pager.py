@@ -7,7 +7,8 @@ vLLM serves it when started with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``, unde
   a 400 (``BadRequestError``, releases up to 2025) or a 500 (``InternalServerError``, since).
 - ``POST /v1/unload_lora_adapter {"lora_name"}``: 200 with a plain-text body; 404 for a name it does not hold.
 - ``GET /v1/models``: the base model's card and one card per adapter, whose ``parent`` is the base model.
-- A request picks an adapter with its name in ``"model"``.
+- A request picks an adapter with its name in ``"model"``; one naming an adapter the server does not hold (it
+  restarted) is a 404 ``The model `{name}` does not exist.`` (``NotFoundError``): ``lost_adapter``.
 
 The error classes rest on vLLM's own messages (``vllm/entrypoints/openai/models/serving.py``, formerly
 ``serving_models.py``; ``vllm/exceptions.py``), which the reference model server copies
@@ -32,6 +33,7 @@ from cachesvc.upstreams.adapter_pager import HttpPager, PagerErrorKind, Reply, e
 DUPLICATE = "has already been loaded"
 NO_ADAPTER = "No adapter found"
 UNKNOWN = "cannot be found"
+NO_MODEL = "does not exist"
 
 
 @register_pager
@@ -59,6 +61,9 @@ class VllmPager(HttpPager):
 
     def model_field(self, base_model: str, adapter: str) -> str:
         return adapter
+
+    def lost_adapter(self, status: int, message: str) -> bool:
+        return status == 404 and NO_MODEL in message
 
 
 def _load_failure(reply: Reply) -> PagerErrorKind:

@@ -300,3 +300,41 @@ async def test_a_rebuild_streams_in_batches_and_logs_its_progress(
     assert any("entries so far" in m for m in messages) and any("loaded 5 entries" in m for m in messages)
     assert [b._live[i].created_at for i in b._lru["code"]] == sorted(live.created_at for live in b._live.values())
     await b.close()
+
+
+async def test_a_resync_lets_inserts_go_on_and_brings_back_nothing_removed_meanwhile(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = await replica(redis_server.url, follow=False)
+    b = await replica(redis_server.url, follow=False)
+    try:
+        for i in range(6):
+            await put(a, f"k{i}", unit(i))
+        elsewhere = await put(b, "from-b", unit(20))  # a has not seen it: the resync adopts it
+        store, real_scan = a._store, a._store.scan
+        scanned: list[int] = []
+        paused, resume = asyncio.Event(), asyncio.Event()
+
+        async def slow_scan() -> Any:
+            async for entry in real_scan():
+                scanned.append(entry.entry_id)
+                yield entry
+                if len(scanned) == 4:  # mid-scan, with entries yielded but not applied yet
+                    paused.set()
+                    await resume.wait()
+
+        monkeypatch.setattr(store, "scan", slow_scan)
+        resync = asyncio.create_task(a.resync())
+        await asyncio.wait_for(paused.wait(), WAIT_S)
+        inserted = await asyncio.wait_for(put(a, "during", unit(30)), WAIT_S)  # the scan holds no lock
+        removed = next(i for i in scanned if i in a._live)  # scanned already, removed here before it is applied
+        assert await a.invalidate(Selector(entry_id=removed)) == [removed]
+        resume.set()
+        adopted, forgotten = await asyncio.wait_for(resync, WAIT_S)
+        assert (adopted, forgotten) == (1, 0)
+        assert removed not in a._live and await a._store.get(removed) is None
+        assert {inserted, elsewhere} <= set(a._live) and len(a) == 7
+        assert a.index.stats()["entries"] == 7  # the removed entry's vector did not come back either
+        assert (await semantic(a, unit(20))) is not None and (await semantic(a, unit(30))) is not None
+    finally:
+        await a.close()
+        await b.close()

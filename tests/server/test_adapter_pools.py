@@ -58,6 +58,14 @@ async def ask(proxy: Proxy, model: str, text: str, key: str = "sk-client-1") -> 
         await client.close()
 
 
+def metric(proxy: Proxy, name: str) -> float:
+    """One sample of the proxy's /metrics (0 when absent)."""
+    for line in proxy.services.metrics.render().decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def feedback(proxy: Proxy, body: Any, key: str = "sk-client-1") -> tuple[int, Any]:
     async with aiohttp.ClientSession() as http, http.post(
             f"{proxy.base_url}/feedback", json=body, headers={"Authorization": f"Bearer {key}"}) as response:
@@ -178,12 +186,15 @@ async def test_an_sglang_pool_names_base_and_adapter(encode: Any) -> None:
         completion, headers = await ask(proxy, "legal", "what is an easement")
         assert headers["x-cachesvc-adapter"] == "legal" and "legal" in server.adapters
         assert completion.choices[0].message.content == f"answered by {BASE_MODEL}:legal"
-        server.restart()
-        with pytest.raises(openai.BadRequestError):
-            await ask(proxy, "legal", "after a restart")  # SGLang's 400 for an adapter it no longer has
-        proxy.services.pools.pools[0].replicas[0].reconciled_at = float("-inf")
-        completion, _ = await ask(proxy, "legal", "listed again, paged in again")
+        server.restart()  # SGLang's 400 for an adapter it no longer has: paged in again, asked again
+        completion, headers = await ask(proxy, "legal", "after a restart")
         assert completion.choices[0].message.content == f"answered by {BASE_MODEL}:legal"
+        assert headers["x-cachesvc-adapter-lost"] == "1" and "legal" in server.adapters
+        server.faults.restart_before_chat = True  # lost at every request: sent twice, then SGLang's 400 is relayed
+        chats = server.calls["chat"]
+        with pytest.raises(openai.BadRequestError):
+            await ask(proxy, "legal", "a server that keeps losing it")
+        assert server.calls["chat"] - chats == 2
     finally:
         await proxy.server.close()
         await server.close()
@@ -196,12 +207,17 @@ async def test_a_restarted_server_is_noticed_and_the_pool_recovers(servers: list
     try:
         await ask(proxy, "code", "before the restart")
         server.restart()  # the server lost every runtime-loaded adapter
-        with pytest.raises(openai.NotFoundError):
-            await ask(proxy, "code", "right after it")  # its 404 passes through, clearly
-        pool = proxy.services.pools.pools[0]
-        pool.replicas[0].reconciled_at = float("-inf")  # the next request may list it again at once
-        completion, headers = await ask(proxy, "code", "a little later")
+        completion, headers = await ask(proxy, "code", "right after it")  # its 404 did not reach the client
         assert completion.choices[0].message.content == "answered by code" and server.adapters == {"code": CODE_PATH}
+        assert headers["x-cachesvc-adapter-lost"] == "1" and headers["x-cachesvc-adapter-paged-ms"]
+        assert metric(proxy, 'cachesvc_adapter_lost_total{pool="assistants",replica="assistants-0"}') == 1
+        completion, headers = await ask(proxy, "code", "and after that")
+        assert "x-cachesvc-adapter-lost" not in headers and "x-cachesvc-adapter-paged-ms" not in headers
+        loads, chats = server.calls["load"], server.calls["chat"]
+        server.faults.restart_before_chat = True  # it loses the adapter every time: one more try, no more
+        with pytest.raises(openai.NotFoundError):
+            await ask(proxy, "code", "a server that keeps losing it")
+        assert (server.calls["load"] - loads, server.calls["chat"] - chats) == (1, 2)
     finally:
         await proxy.server.close()
 

@@ -47,6 +47,7 @@ class Faults:
     huge_body: dict[str, int] = field(default_factory=dict)  # route -> status of a HUGE_BODY_BYTES answer
     garbage: set[str] = field(default_factory=set)  # routes that answer 200 with an HTML page
     echo_key: bool = False  # the 401 repeats the key it was given (a careless gateway in front)
+    restart_before_chat: bool = False  # every completion finds a freshly restarted server (no adapters)
 
 
 class LoraServer:
@@ -251,6 +252,8 @@ class VllmServer(LoraServer):
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.enter("chat", request)
+        if self.faults.restart_before_chat:
+            self.restart()
         model = body.get("model") if isinstance(body, dict) else None
         if model != self.base_model and model not in self.adapters:
             return self.error(404, f"The model `{model}` does not exist.", "NotFoundError", param="model")
@@ -362,6 +365,8 @@ class SglangServer(LoraServer):
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """``"model": "<base>:<adapter>"`` selects an adapter; an adapter that is not loaded is SGLang's 400."""
         body = await self.enter("chat", request)
+        if self.faults.restart_before_chat:
+            self.restart()
         model = str(body.get("model")) if isinstance(body, dict) else ""
         _, colon, adapter = model.partition(":")
         if colon and adapter not in self.adapters:

@@ -247,3 +247,15 @@ async def test_a_base_url_without_v1(vllm: VllmServer) -> None:
     async with make_pager("vllm", f"http://127.0.0.1:{vllm.port}/") as pager:
         await pager.load("code", CODE_PATH)
         assert await pager.loaded() == {"code"}
+
+
+def test_which_completion_errors_say_the_adapter_is_gone() -> None:
+    vllm, sglang = make_pager("vllm", "http://127.0.0.1:9/v1"), make_pager("sglang", "http://127.0.0.1:9/v1")
+    assert vllm.lost_adapter(404, "The model `code` does not exist.")
+    assert not vllm.lost_adapter(404, "Not Found")  # a route the server lacks: not about the adapter
+    assert not vllm.lost_adapter(400, "The model `code` does not exist.")
+    assert not vllm.lost_adapter(400, "max_tokens must be at least 1")
+    lost = "The following requested LoRA adapters are not loaded: legal\nLoaded adapters: dict_keys([])."
+    assert sglang.lost_adapter(400, lost)
+    assert not sglang.lost_adapter(400, "max_new_tokens must be at least 1")
+    assert not sglang.lost_adapter(404, lost)
