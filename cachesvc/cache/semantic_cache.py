@@ -16,6 +16,7 @@ its last position, or rescans when the feed no longer reaches back (or the store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TenantQuota = Callable[[str], "int | None"]  # a tenant's most entries (None: no limit of its own)
 _PROGRESS_EVERY_S = 2.0  # a long rebuild logs how far it got this often
+_LOAD_BATCH = 512  # entries a rebuild or resync indexes at a time
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class SemanticCache:
         self.loaded = 0  # entries loaded so far by a rebuild in progress
         self._follow = follow
         self.closing = False  # close() asks the feed follower to stop
+        self._removed_while_scanning: set[int] | None = None  # a resync's scan must not bring these back
         self._follower: asyncio.Task[None] | None = None
 
     @property
@@ -133,39 +136,48 @@ class SemanticCache:
             self._follower = asyncio.create_task(FeedFollower(self, self._shared, self._config.store).run())
         return len(self._live)
 
-    async def _load(self, index: PartitionedIndex, entries: AsyncIterator[CacheEntry]) -> int:
-        """Remember the live entries streamed from a scan and add their vectors to ``index`` in batches off the
-        loop, logging progress; afterwards each category's LRU order is by age. Returns the entries loaded."""
+    async def _load(self, index: PartitionedIndex, entries: AsyncIterator[CacheEntry],
+                    guard: asyncio.Lock | None = None) -> int:
+        """Remember the live entries streamed from a scan that are not known here yet and add their vectors to
+        ``index`` in batches off the loop, logging progress; afterwards each category's LRU order is by age.
+        With ``guard``, each batch is applied holding it, and the scan itself holds nothing, so writers wait for
+        one batch at most. Returns the entries loaded."""
         loop = asyncio.get_running_loop()
         started = last_log = time.monotonic()
         batch: list[CacheEntry] = []
         loaded = 0
 
         async def flush() -> None:
-            await loop.run_in_executor(self._executor, _add_all, index, list(batch))
+            nonlocal loaded
+            async with guard if guard is not None else contextlib.nullcontext():
+                removed = self._removed_while_scanning or ()
+                fresh = [e for e in batch if e.entry_id not in self._live and e.entry_id not in removed]
+                for entry in fresh:
+                    self._remember(entry)
+                await loop.run_in_executor(self._executor, _add_all, index, fresh)
+            loaded += len(fresh)
+            self.loaded = loaded
             batch.clear()
 
         now = self._clock()
-        self.loaded = 0
+        self.loaded = scanned = 0
         async for entry in entries:
+            scanned += 1
             if entry.is_expired(now):
                 continue
-            self._remember(entry)
-            loaded += 1
-            self.loaded = loaded
-            if entry.vector is not None:
-                batch.append(entry)
-                if len(batch) >= 512:
-                    await flush()
+            batch.append(entry)
+            if len(batch) >= _LOAD_BATCH:
+                await flush()
             if time.monotonic() - last_log >= _PROGRESS_EVERY_S:
                 last_log = time.monotonic()
                 log.info("rebuilding the cache index from the %s store: %d entries so far (%.0f/s)",
-                         self._store.name, loaded, loaded / max(1e-9, last_log - started))
+                         self._store.name, scanned, scanned / max(1e-9, last_log - started))
         if batch:
             await flush()
-        for orders in (self._lru, self._by_tenant):
-            for key, order in orders.items():
-                orders[key] = OrderedDict.fromkeys(sorted(order, key=lambda i: self._live[i].created_at))
+        async with guard if guard is not None else contextlib.nullcontext():
+            for orders in (self._lru, self._by_tenant):
+                for key, order in orders.items():
+                    orders[key] = OrderedDict.fromkeys(sorted(order, key=lambda i: self._live[i].created_at))
         if loaded:
             log.info("loaded %d entries from the %s store in %.2f s", loaded, self._store.name,
                      time.monotonic() - started)
@@ -363,6 +375,8 @@ class SemanticCache:
         ids = [i for i in entry_ids if i in self._live]
         if not ids:
             return []
+        if self._removed_while_scanning is not None:
+            self._removed_while_scanning.update(ids)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, _delete_all, self.index, ids)
         for entry_id in ids:
@@ -422,7 +436,8 @@ class SemanticCache:
     async def resync(self) -> tuple[int, int]:
         """Rescan the shared store (the feed did not reach back, or the store lost its data): adopt what is new,
         forget what the store no longer has; returns (adopted, forgotten). The feed is followed from the position
-        taken before the scan, so changes made during it are applied after."""
+        taken before the scan, so changes made during it are applied after. Requests go on during the scan:
+        inserts wait for one batch at most, and an entry removed here meanwhile is not brought back."""
         if self._shared is None:
             raise RuntimeError("resync needs a shared store")
         position = await self._shared.feed_position()
@@ -432,14 +447,17 @@ class SemanticCache:
         async def stream() -> AsyncIterator[CacheEntry]:
             async for entry in self._store.scan():
                 seen.add(entry.entry_id)
-                if entry.entry_id not in self._live:
-                    yield entry
+                yield entry
 
-        async with self._lock:  # the follower is the only writer of remote state; local inserts wait for the scan
-            adopted = await self._load(self.index, stream())
-            # entries stored here since the scan began may not have been scanned: keep those
-            gone = [i for i, live in self._live.items() if i not in seen and live.created_at < scan_started]
-            forgotten = len(await self._forget(gone, "resync"))
+        self._removed_while_scanning = set()  # the follower is the one caller: no other feed changes meanwhile
+        try:
+            adopted = await self._load(self.index, stream(), guard=self._lock)
+            async with self._lock:
+                # entries stored here since the scan began may not have been scanned: keep those
+                gone = [i for i, live in self._live.items() if i not in seen and live.created_at < scan_started]
+                forgotten = len(await self._forget(gone, "resync"))
+        finally:
+            self._removed_while_scanning = None
         self.feed_position = position
         self._metrics.record_feed_resync()
         self._update_gauges()
