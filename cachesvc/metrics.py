@@ -95,12 +95,14 @@ class Metrics:
                                         "by reason", ["reason"], registry=r)
         self._tenant_header_ignored = Counter("cachesvc_tenant_header_ignored", "Trusted tenant headers ignored "
                                               "because the peer is not in tenants.trusted_sources", registry=r)
-        self._feed_changes = Counter("cachesvc_feed_changes", "Other replicas' changes applied from the shared "
-                                     "store's change feed, by operation", ["op"], registry=r)
+        self._feed_changes = Counter("cachesvc_feed_changes", "Other replicas' changes read from the shared "
+                                     "store's change feed, by operation and result (applied; skipped: nothing to do "
+                                     "here, as a rebuild or an exact lookup got there first, or the entry is gone)",
+                                     ["op", "result"], registry=r)
         self._feed_delay = Histogram("cachesvc_feed_propagation_seconds", "From a change applied in the shared "
-                                     "store to this replica applying it", buckets=(0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                                                  0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30),
-                                     registry=r)
+                                     "store to this replica applying it (skipped changes are not timed)",
+                                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                              30, 60), registry=r)
         self._feed_resyncs = Counter("cachesvc_feed_resyncs", "Rescans of the shared store (the change feed did not "
                                      "reach back far enough, or the store lost its data)", registry=r)
         self._store_degraded = Gauge("cachesvc_store_degraded", "1 while the shared store is unreachable (requests "
@@ -181,9 +183,10 @@ class Metrics:
 
     # ---- the shared store -----------------------------------------------------------------------------
 
-    def record_feed_change(self, op: str, delay_s: float) -> None:
-        self._feed_changes.labels(op).inc()
-        self._feed_delay.observe(max(0.0, delay_s))
+    def record_feed_change(self, op: str, delay_s: float, applied: bool = True) -> None:
+        self._feed_changes.labels(op, "applied" if applied else "skipped").inc()
+        if applied:
+            self._feed_delay.observe(max(0.0, delay_s))
 
     def record_feed_resync(self) -> None:
         self._feed_resyncs.inc()

@@ -6,6 +6,11 @@ would have sent elsewhere), each replica's memory (RSS) after warm-up, at its pe
 (questions answered as a miss while their replica reported itself healthy before and after, asked again at the end:
 each must be a hit), and the change feed's propagation delay from the replicas' own histograms.
 
+Every category's quota is raised to ``--max-entries`` (a million): the shipped ones (20,000 entries for
+``default``) evict the least recently used entries by design once a long run has written more, and the end check
+cannot tell such an eviction from a loss. The summary counts the evictions each replica made, by reason (a quota
+eviction there means the run outgrew ``--max-entries``), and the periods each replica was not healthy.
+
     python -m cachesvc.loadtests.soak_replicas --minutes 30
     python -m cachesvc.loadtests.soak_replicas --minutes 2 --out /tmp/soak   # a short try
 """
@@ -138,8 +143,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stub = subprocess.Popen([python, "-m", "cachesvc", "stub-upstream", "--port", str(stub_port),
                                  "--latency-ms", str(args.upstream_ms)], stdout=log, stderr=subprocess.STDOUT)
     procs.append(stub)
-    env_cmd = [python, "-m", "cachesvc", "serve", "--upstream", f"http://127.0.0.1:{stub_port}/v1", "--store",
-               "redis", "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--log-level", "warning"]
+    config_file = work / "replica.json"  # JSON is YAML: every category's quota above what the run can write
+    config_file.write_text(json.dumps({"cache": {"categories": {
+        name: {"max_entries": args.max_entries} for name in CacheConfig().categories}}}))
+    env_cmd = [python, "-m", "cachesvc", "serve", "--config", str(config_file), "--upstream",
+               f"http://127.0.0.1:{stub_port}/v1", "--store", "redis", "--redis-url",
+               f"redis://127.0.0.1:{redis_port}/0", "--log-level", "warning"]
     replicas = [Replica(n, p, [*env_cmd, "--port", str(p)], work / f"{n}.log")
                 for n, p in (("a", free_port()), ("b", free_port()))]
     results: list[dict[str, Any]] = []
@@ -250,11 +259,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         lost.append(text)
 
             await asyncio.gather(*(check(text) for text in checked))
-            feed = {}
+            feed, evictions, entries = {}, {}, {}
             for replica in replicas:
                 async with http.get(f"{replica.url}/metrics") as r:
-                    feed[replica.name] = histogram_quantiles(await r.text(), "cachesvc_feed_propagation_seconds",
-                                                             (0.5, 0.99))
+                    page = await r.text()
+                feed[replica.name] = histogram_quantiles(page, "cachesvc_feed_propagation_seconds", (0.5, 0.9, 0.99))
+                evictions[replica.name] = counter_by_label(page, "cachesvc_cache_evictions_total", "reason")
+                entries[replica.name] = sum(counter_by_label(page, "cachesvc_cache_entries", "category").values())
     finally:
         for replica in replicas:
             if replica.process is not None and replica.process.poll() is None:
@@ -281,11 +292,43 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "events": events,
         "memory_mib": {r.name: _memory(r.rss) for r in replicas},
         "propagation_upper_bound_s": feed,
+        "evictions_by_reason": evictions,
+        "entries_at_end": entries,
+        "unhealthy_periods_s": {r.name: unhealthy_periods(timeline, r.name) for r in replicas},
         "p50_latency_ms": _median([r["s"] * 1000 for r in results if r.get("status") == 200]),
         "work_dir": str(work),
     }
     (work / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def counter_by_label(metrics_text: str, name: str, label: str) -> dict[str, float]:
+    """A Prometheus counter's (or gauge's) samples in a /metrics page, summed by one label's value."""
+    sums: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith(name + "{") and f'{label}="' in line:
+            value = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+            sums[value] = sums.get(value, 0.0) + float(line.rsplit(" ", 1)[1])
+    return sums
+
+
+def unhealthy_periods(timeline: list[tuple[float, str, bool]], name: str) -> list[tuple[float, float]]:
+    """The (from, to) seconds of each run of /healthz samples of one replica that did not say ok."""
+    periods: list[tuple[float, float]] = []
+    start: float | None = None
+    last = 0.0
+    for t, who, ok in timeline:
+        if who != name:
+            continue
+        if not ok and start is None:
+            start = t
+        elif ok and start is not None:
+            periods.append((round(start, 1), round(t, 1)))
+            start = None
+        last = t
+    if start is not None:
+        periods.append((round(start, 1), round(last, 1)))
+    return periods
 
 
 def _healthy_throughout(timeline: list[tuple[float, str, bool]], row: dict[str, Any]) -> bool:
@@ -320,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage-s", type=float, default=10.0, help="how long Redis stays down")
     parser.add_argument("--verify-max", type=int, default=5000,
                         help="acknowledged entries asked again at the end (a seeded sample when there are more)")
+    parser.add_argument("--max-entries", type=int, default=1_000_000,
+                        help="every category's quota (above what the run writes, so nothing is evicted)")
     parser.add_argument("--out", help="folder for the logs and summary.json (default: a temporary one)")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or not 1 <= args.concurrency <= 256:

@@ -425,11 +425,12 @@ class SemanticCache:
         for change in theirs:
             if change.op == "put":
                 entry = fetched.pop(change.entry_id, None)
-                applied += await self._adopt([entry]) if entry is not None else 0
+                done = await self._adopt([entry]) if entry is not None else 0
             else:
                 async with self._lock:
-                    applied += len(await self._forget([change.entry_id], "replica"))
-            self._metrics.record_feed_change(change.op, now - change.at)
+                    done = len(await self._forget([change.entry_id], "replica"))
+            applied += done
+            self._metrics.record_feed_change(change.op, now - change.at, applied=bool(done))
         self._update_gauges()
         return applied
 

@@ -338,3 +338,25 @@ async def test_a_resync_lets_inserts_go_on_and_brings_back_nothing_removed_meanw
     finally:
         await a.close()
         await b.close()
+
+
+def sample(cache: SemanticCache, name: str) -> float:
+    for line in cache._metrics.render().decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_only_changes_that_took_effect_here_are_timed(redis_server: RedisServer) -> None:
+    a, b = await replica(redis_server.url), await replica(redis_server.url, follow=False)
+    try:
+        await put(a, "k1", unit(1))
+        assert (await b.lookup_exact("k1", policy, None)) is not None  # b has it before the feed says so
+        await put(a, "k2", unit(2))
+        assert await follower(b).step() == 1  # k2 adopted from the feed; k1 was known
+        assert sample(b, 'cachesvc_feed_changes_total{op="put",result="skipped"}') == 1
+        assert sample(b, 'cachesvc_feed_changes_total{op="put",result="applied"}') == 1
+        assert sample(b, "cachesvc_feed_propagation_seconds_count") == 1  # the skipped one is not a delay
+    finally:
+        await a.close()
+        await b.close()

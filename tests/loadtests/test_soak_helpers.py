@@ -1,9 +1,16 @@
 """The soak run's own arithmetic (the run itself is long and outside the suite): quantiles from a Prometheus
-histogram, which answers count as acknowledged, memory per process."""
+histogram, a counter summed by label, which answers count as acknowledged, unhealthy periods, memory per
+process."""
 
 from __future__ import annotations
 
-from cachesvc.loadtests.soak_replicas import _healthy_throughout, _memory, histogram_quantiles
+from cachesvc.loadtests.soak_replicas import (
+    _healthy_throughout,
+    _memory,
+    counter_by_label,
+    histogram_quantiles,
+    unhealthy_periods,
+)
 
 PAGE = """# HELP cachesvc_feed_propagation_seconds x
 cachesvc_feed_propagation_seconds_bucket{le="0.001"} 10.0
@@ -32,3 +39,21 @@ def test_memory_is_reported_per_process() -> None:
     first, second = _memory(samples)
     assert first == {"from_s": 0.0, "to_s": 110.0, "after_warmup": 160.0, "peak": 210.0, "end": 210.0}
     assert second["from_s"] == 130.0 and second["peak"] == 95.0
+
+
+def test_a_counter_is_summed_by_one_label() -> None:
+    page = """# TYPE cachesvc_cache_evictions_total counter
+cachesvc_cache_evictions_total{category="code",reason="quota"} 3.0
+cachesvc_cache_evictions_total{category="default",reason="quota"} 4.0
+cachesvc_cache_evictions_total{category="code",reason="replica"} 2.0
+cachesvc_cache_evictions_created{category="code",reason="quota"} 1.7e9
+"""
+    assert counter_by_label(page, "cachesvc_cache_evictions_total", "reason") == {"quota": 7.0, "replica": 2.0}
+    assert counter_by_label("", "cachesvc_cache_evictions_total", "reason") == {}
+
+
+def test_unhealthy_periods_per_replica() -> None:
+    oks = [True, False, False, True, True, False, False]
+    timeline = [(float(t), "a", ok) for t, ok in enumerate(oks)] + [(float(t), "b", True) for t in range(7)]
+    assert unhealthy_periods(timeline, "a") == [(1.0, 3.0), (5.0, 6.0)]  # the last one still open at the end
+    assert unhealthy_periods(timeline, "b") == []
