@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import secrets
 import time
@@ -359,8 +360,16 @@ class SemanticCache:
         now = self._clock()
         await self._remove([i for i in order if self._live[i].expires_at <= now], "expired")
         excess = len(order) - limit
-        if excess > 0:
-            await self._remove(list(order)[:excess], reason)
+        if excess <= 0:
+            return
+        victims = list(itertools.islice(order, excess))
+        existed = await self._store_call(self._store.delete(victims))
+        await self._forget(victims, reason)
+        # Victims already gone from a shared store were evicted by another replica for its own insert, which this
+        # replica has not adopted yet: that many more go, or the store would stay over the quota once it has.
+        shortfall = min(len(victims) - existed, len(order))
+        if shortfall > 0 and self._shared is not None:
+            await self._remove(list(itertools.islice(order, shortfall)), reason)
 
     async def _remove(self, entry_ids: Iterable[int], reason: str) -> list[int]:
         """Delete from the store, then forget here."""

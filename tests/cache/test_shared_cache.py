@@ -360,3 +360,22 @@ async def test_only_changes_that_took_effect_here_are_timed(redis_server: RedisS
     finally:
         await a.close()
         await b.close()
+
+
+async def test_two_writers_evicting_the_same_victim_leave_the_store_within_its_quota(
+        redis_server: RedisServer) -> None:
+    a = await replica(redis_server.url, follow=False, code={"max_entries": 3})
+    try:
+        for i in range(3):
+            await put(a, f"k{i}", unit(i))
+        b = await replica(redis_server.url, follow=False, code={"max_entries": 3})  # rebuilt: k0 is its oldest
+        try:
+            await put(b, "y", unit(10))  # b evicts k0
+            assert await a._store.count() == 3
+            await put(a, "x", unit(11))  # a evicts k0 too, not knowing b did: it finds it gone and takes k1 as well
+            assert await a._store.count() == 3, "no store left over its quota by a victim evicted twice"
+            assert await a._store.get_by_exact_key("k2") is not None  # only the oldest went
+        finally:
+            await b.close()
+    finally:
+        await a.close()
