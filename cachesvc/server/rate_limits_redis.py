@@ -7,7 +7,9 @@ own clocks disagree still agree on every bucket. Keys, for a cache prefix P and 
     P rl:{T}:r   string: the request bucket's theoretical arrival time (microseconds of Redis's clock)
     P rl:{T}:t   string: the token bucket's, likewise
 
-Both keys of a tenant carry the hash tag ``{T}`` (one Redis Cluster slot per tenant, tenants spread over the slots);
+Both keys of a tenant carry the hash tag ``{T}`` (one Redis Cluster slot per tenant, tenants spread over the slots;
+with ``cache.store.cluster`` the limiter uses a cluster client, which sends each tenant's script to its slot's
+master and follows the slot map through reshards);
 a tenant id that is long or holds other characters than ``[A-Za-z0-9:._-]`` is replaced by a hash in the key.
 Every write sets a PX expiry to one second after the bucket is full again: an idle tenant leaves nothing behind.
 
@@ -29,6 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -108,10 +111,15 @@ class RedisRateLimiter:
             options["password"] = password
             passwords.append(password)
         self._secrets = {p for raw in passwords for p in (raw, unquote(raw)) if p}  # scrubbed from log lines
+        self._client: Redis | RedisCluster
         try:
-            pool = BlockingConnectionPool.from_url(s.url, max_connections=min(s.max_connections, 16),
-                                                   timeout=self._timeout, health_check_interval=30, **options)
-            self._client = Redis.from_pool(pool)
+            if s.cluster:  # each tenant's slot has its own master: a cluster client follows the slot map
+                self._client = RedisCluster.from_url(s.url, max_connections=min(s.max_connections, 16),
+                                                     health_check_interval=30, **options)
+            else:
+                pool = BlockingConnectionPool.from_url(s.url, max_connections=min(s.max_connections, 16),
+                                                       timeout=self._timeout, health_check_interval=30, **options)
+                self._client = Redis.from_pool(pool)
         except ValueError as exc:
             raise ValueError(f"cache.store.url {self._url}: {exc}".replace(s.url, self._url)) from None
         self._script = self._client.register_script(_SCRIPT)

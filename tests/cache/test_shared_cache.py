@@ -379,3 +379,58 @@ async def test_two_writers_evicting_the_same_victim_leave_the_store_within_its_q
             await b.close()
     finally:
         await a.close()
+
+
+def move_slot(ports: list[int], slot: int, source: int, target: int) -> None:
+    """Reshard one slot as redis-cli --cluster reshard does: IMPORTING / MIGRATING, MIGRATE its keys, then every
+    master is told the new owner."""
+    import redis as sync_redis
+
+    clients = {port: sync_redis.Redis(host="127.0.0.1", port=port) for port in ports}
+    try:
+        ids = {port: c.execute_command("CLUSTER", "MYID").decode() for port, c in clients.items()}
+        clients[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        clients[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+        for _ in range(10_000):  # bounded: 100 keys a step
+            keys = clients[source].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+            if not keys:
+                break
+            clients[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        for client in clients.values():
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+async def test_the_cache_follows_its_slot_to_another_master(redis_cluster: list[RedisServer]) -> None:
+    """A reshard moves the cache's slot (its entries, index and feed) to another master mid-run: both replicas
+    find the new owner, keep every entry and go on sharing."""
+    a = await cluster_replica(redis_cluster[0].url)
+    b = await cluster_replica(redis_cluster[1].url)
+    try:
+        store_a, store_b = a._store, b._store
+        assert isinstance(store_a, RedisStore) and isinstance(store_b, RedisStore)
+        for i in range(150):  # more than one MIGRATE step
+            await put(a, f"k{i}", unit(i))
+        await eventually(lambda: len(b) == 150, "b adopts a's entries")
+        source = store_a.client.get_connection_kwargs()["port"]
+        target = next(n.port for n in redis_cluster if n.port != source)
+        slot = int(await store_a.client.execute_command("CLUSTER", "KEYSLOT", store_a._layout))
+        await asyncio.to_thread(move_slot, [n.port for n in redis_cluster], slot, source, target)
+
+        def on_the_new_owner(cache: SemanticCache) -> bool:
+            store = cache._store
+            assert isinstance(store, RedisStore)
+            return store._client is not None and store.client.get_connection_kwargs()["port"] == target \
+                and not cache.health.degraded
+
+        await eventually(lambda: on_the_new_owner(a) and on_the_new_owner(b), "both replicas reach the new owner")
+        assert len(a) == len(b) == 150 and await store_a.count() == 150, "nothing lost in the move"
+        hit = await semantic(b, unit(7))
+        assert hit is not None and hit.entry.answer == answer("k7")  # the document read from the new owner
+        await put(a, "after-the-move", unit(500))
+        await eventually(lambda: len(b) == 151, "the feed goes on from where it was")
+    finally:
+        await a.close()
+        await b.close()

@@ -131,3 +131,31 @@ async def test_redis_down_fails_open_then_recovers(tmp_path: Path, monkeypatch: 
     finally:
         await limits.limiter.close()
         server.stop()
+
+
+async def test_tenants_on_every_slot_of_a_redis_cluster_share_their_budgets(
+        redis_cluster: list[RedisServer]) -> None:
+    """Each tenant's buckets live in the slot of its own hash tag, spread over the masters; two replicas pointed at
+    different nodes still limit every tenant, none failing open on a redirect."""
+    metrics = Metrics()
+    a = RedisRateLimiter(redis_config(redis_cluster[0].url, cluster=True), metrics)
+    b = RedisRateLimiter(redis_config(redis_cluster[2].url, cluster=True), metrics)
+    try:
+        tenants = [tenant(f"tenant:team-{i}", requests_per_s=0.5, burst=2) for i in range(12)]
+        owners = set()
+        for t in tenants:
+            assert [await a.acquire(t), await b.acquire(t)] == [None, None]
+            refused = await b.acquire(t)
+            assert refused is not None and refused.limit == "requests", t.id
+            probe = Redis(host="127.0.0.1", port=redis_cluster[0].port)
+            try:
+                slot = int(await probe.execute_command("CLUSTER", "KEYSLOT", a.keys(t.id)[0]))
+                owners |= {int(p[2][1]) for p in await probe.execute_command("CLUSTER", "SLOTS")
+                           if int(p[0]) <= slot <= int(p[1])}
+            finally:
+                await probe.aclose()
+        assert len(owners) >= 2, "the tenants' buckets landed on more than one master"
+        assert "cachesvc_rate_limiter_unavailable_total 0.0" in metrics.render().decode()
+    finally:
+        await a.close()
+        await b.close()

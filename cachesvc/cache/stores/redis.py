@@ -488,16 +488,20 @@ class RedisStore:
         """Return when Redis answers PING; StoreUnavailable when it does not. Under Cluster, a node that no longer
         owns the cache's slot (answers MOVED) is left for the one that does."""
         await self._call(self.client.ping())
-        if self.settings.cluster:
+        if not self.settings.cluster:
+            return
+        moved = False
+        with self._guard():
             try:
-                await self._call(self.client.get(self._layout))
-            except StoreUnavailable as exc:
-                if "MOVED" not in str(exc):
-                    raise
-                old, self._client = self._client, None
-                if old is not None:
+                await self.client.get(self._layout)
+            except redis.exceptions.MovedError:  # resharded, or failed over: the slot has another owner
+                moved = True
+        if moved:  # the old client stays until the new owner answers, so a failed open leaves a usable store
+            old = self._client
+            await self.open()
+            if old is not None and old is not self._client:
+                with self._guard():
                     await old.aclose()
-                await self.open()
 
     async def get_many(self, entry_ids: Iterable[int]) -> list[CacheEntry | None]:
         """The entries (None for each that is gone), pipelined in one round trip per scan_batch ids."""
