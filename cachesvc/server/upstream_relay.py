@@ -53,6 +53,7 @@ UPSTREAM_BROKE_OFF = (aiohttp.ClientError, ConnectionError, TimeoutError)
 # raises, ConnectionResetError, BrokenPipeError and aiohttp's ClientConnectionResetError ("Cannot write to closing
 # transport"); a server run with handler cancellation (aiohttp's test server) cancels the handler instead.
 CLIENT_GONE = (ConnectionError, asyncio.CancelledError)
+MAX_ERROR_BYTES = 256 * 1024  # an upstream's error body read at most; past it the error is the proxy's own
 _DRAIN_AFTER_DONE_BYTES = 64 * 1024  # read past [DONE] to the body's end (so the connection is reused), no further
 _DRAIN_AFTER_DONE_S = 1.0
 
@@ -245,9 +246,17 @@ async def write_answer(ctx: RequestContext, answer: Answer, headers: dict[str, s
 
 
 async def _relay_error(upstream_response: aiohttp.ClientResponse, headers: dict[str, str]) -> web.Response:
-    """Pass an upstream error on with its status; give it an OpenAI-style body if it had none."""
-    raw = await upstream_response.read()
+    """Pass an upstream error on with its status; give it an OpenAI-style body if it had none, or if it is longer
+    than MAX_ERROR_BYTES (not read further: the connection is dropped)."""
     status = upstream_response.status
+    raw = bytearray()
+    async for chunk in upstream_response.content.iter_chunked(64 * 1024):
+        raw += chunk
+        if len(raw) > MAX_ERROR_BYTES:
+            upstream_response.close()
+            body = error_body(status, f"Upstream answered {status} with an error body over {MAX_ERROR_BYTES} "
+                                      "bytes (not relayed).", code="upstream_error")
+            return json_response(body, status=status, headers=headers)
     try:
         body = codec.loads(raw)
         if not isinstance(body, dict) or "error" not in body:

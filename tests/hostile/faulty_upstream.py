@@ -18,7 +18,8 @@ Shapes: ``bad-choices`` (``"choices": [1]``), ``choices-not-list``, ``body-not-o
 ``usage-not-object``, ``model-not-string``.
 
 Timing and status: ``slow-headers:MS`` (wait before the response headers), ``slow-body:MS`` (send the headers,
-then wait before the body), ``status:CODE`` (an OpenAI error with that status).
+then wait before the body), ``status:CODE`` (an OpenAI error with that status), ``error-bytes:BYTES`` (with
+``status``: an error whose message is BYTES long, sent in 64 KiB writes).
 
 It counts what reached it and how many answers are being written (``inflight``), and notes the last stream that
 ended because its reader left (``aborted``).
@@ -46,7 +47,7 @@ SHAPE_FAULTS = frozenset({
 })
 STREAM_FAULTS = frozenset({"no-done", "not-sse", "data-not-json", "truncated-json", "error-event", "crlf",
                            "endless-line", "huge-tiny-pieces", "huge-big-pieces"})
-TIMING_FAULTS = frozenset({"slow-headers", "slow-body", "status"})
+TIMING_FAULTS = frozenset({"slow-headers", "slow-body", "status", "error-bytes"})
 FAULTS = SHAPE_FAULTS | STREAM_FAULTS | TIMING_FAULTS
 
 NOT_SSE = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n"
@@ -57,6 +58,7 @@ class FaultyStats:
     faults: list[str] = field(default_factory=list)  # the x-fault header of each completion request, in order
     inflight: int = 0
     aborted: int = 0  # streams that ended because the reader (the proxy) went away
+    error_bytes_sent: int = 0  # of error-bytes answers, the message bytes written before the reader left
 
     @property
     def completions(self) -> int:
@@ -139,6 +141,8 @@ def create_faulty_app(models: tuple[str, ...] = ("stub-model",)) -> web.Applicat
             return error_response(400, str(exc))
         if "slow-headers" in faults:
             await asyncio.sleep(float(faults["slow-headers"]) / 1000)
+        if "status" in faults and "error-bytes" in faults:
+            return await _huge_error(request, int(faults["status"]), int(faults["error-bytes"]))
         if "status" in faults:
             status = int(faults["status"])
             return error_response(status, f"Faulty upstream answers {status}.", code="faulty")
@@ -149,6 +153,20 @@ def create_faulty_app(models: tuple[str, ...] = ("stub-model",)) -> web.Applicat
             return await _plain(request, body, chat, faults)
         finally:
             stats.inflight -= 1
+
+    async def _huge_error(request: web.Request, status: int, size: int) -> web.StreamResponse:
+        response = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        try:
+            await response.write(b'{"error": {"message": "')
+            for start in range(0, size, 65536):
+                await response.write(b"x" * min(65536, size - start))
+                stats.error_bytes_sent += min(65536, size - start)
+            await response.write(b'", "type": "server_error", "code": "faulty"}}')
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):  # the proxy stopped reading
+            pass
+        return response
 
     async def _plain(request: web.Request, body: dict[str, Any], chat: bool,
                      faults: dict[str, str]) -> web.StreamResponse:

@@ -431,3 +431,22 @@ async def test_passed_through_answers_say_how_long_the_upstream_took(http: aioht
         headers = response.headers
         assert response.status == 404  # this upstream serves completions only; its answer is passed on
     assert headers["x-cachesvc-cache"] == "bypass" and upstream_ms(headers) >= 0
+
+
+async def test_an_endless_error_body_is_cut_and_answered_by_the_proxy(http: aiohttp.ClientSession, proxy: Proxy,
+                                                                      faulty: FaultyUpstream, question: str) -> None:
+    """An upstream error with a 20 MB body: the proxy reads at most MAX_ERROR_BYTES of it, drops the connection,
+    and answers the status with its own short OpenAI-style error."""
+    from cachesvc.server.upstream_relay import MAX_ERROR_BYTES
+
+    sent_before = faulty.stats.error_bytes_sent
+    status, raw, headers = await post(http, proxy.base_url, chat(question),
+                                      {"x-fault": "status:400,error-bytes:20000000"})
+    error = json.loads(raw)["error"]
+    assert status == 400 and error["code"] == "upstream_error" and len(raw) < 1000
+    assert f"over {MAX_ERROR_BYTES} bytes" in error["message"]
+    assert headers["x-cachesvc-cache"] == "miss"
+    await asyncio.sleep(0.2)  # the stand-in notices the closed connection
+    assert faulty.stats.error_bytes_sent - sent_before < 20_000_000, "the proxy stopped reading"
+    status, raw, _ = await post(http, proxy.base_url, chat(question), {"x-fault": "status:400,error-bytes:1000"})
+    assert status == 400 and len(json.loads(raw)["error"]["message"]) == 1000  # a modest one is relayed whole
