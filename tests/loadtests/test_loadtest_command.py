@@ -57,7 +57,8 @@ async def test_closed_loop_against_the_stand_in(tmp_path: Path) -> None:
 async def test_open_loop_through_the_proxy_reports_hits_and_their_accuracy(
         tmp_path: Path, encode: Callable[[list[str]], np.ndarray]) -> None:
     stub = await start_stub(latency_ms=30)
-    proxy = await start_proxy(proxy_config(stub.url), encode)
+    # no online agreement checks: a sampled hit (1% by default) would ask the upstream once more in the background
+    proxy = await start_proxy(proxy_config(stub.url, **{"cache.agreement.sample_rate": 0.0}), encode)
     try:
         code = await loadtest("--target", proxy.base_url, "--rate", "40", "--requests", "120", "--duration", "20",
                               "--report", str(tmp_path), "--model", "stub-model", "--tenants", "2")
