@@ -19,6 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from cachesvc.config import Config, config_from_dict
 from cachesvc.embedding.embedder import Embedder
 from cachesvc.embedding.encoders import load_sentence_model
+from cachesvc.metrics import Metrics
 from cachesvc.server.app import create_app
 from cachesvc.server.services import SERVICES, ProxyServices
 from cachesvc.upstreams.stub import STUB_STATS, StubStats, create_stub_app
@@ -101,6 +102,14 @@ async def start_proxy(config: Config, encode: Callable[[list[str]], np.ndarray],
         await asyncio.sleep(0.05)
     assert services.warmup.error is None, services.warmup.error
     return Proxy(server, services)
+
+
+def metric_sample(metrics: Metrics, name: str) -> float:
+    """One sample of a /metrics page, by its name and labels as rendered (0 when absent)."""
+    for line in metrics.render().decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def proxy_config(upstream_url: str, **overrides: Any) -> Config:

@@ -329,9 +329,11 @@ class CompletionsService:
 
 def _error_message(response: web.Response) -> str:
     """The message of an OpenAI-style error answer not sent yet ("" when it has none)."""
+    body = response.body
     try:
-        error = codec.loads(response.body or b"{}").get("error")  # type: ignore[arg-type]
-    except (codec.JSONDecodeError, AttributeError):
+        parsed = codec.loads(body) if isinstance(body, bytes) else None
+    except codec.JSONDecodeError:
         return ""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     return message if isinstance(message, str) else ""

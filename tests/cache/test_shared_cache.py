@@ -24,6 +24,7 @@ from cachesvc.metrics import Metrics
 from cachesvc.policies.cache.categories import DEFAULT_CATEGORIES
 from cachesvc.policies.verify.judgement import RuleJudge
 from tests.cache.test_semantic_cache import DIM, accept_all, answer, policy, put, semantic, unit
+from tests.conftest import metric_sample
 from tests.redis_server import RedisServer
 
 WAIT_S = 5.0  # longest wait for a change to reach another replica (it takes milliseconds)
@@ -340,13 +341,6 @@ async def test_a_resync_lets_inserts_go_on_and_brings_back_nothing_removed_meanw
         await b.close()
 
 
-def sample(cache: SemanticCache, name: str) -> float:
-    for line in cache._metrics.render().decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def test_only_changes_that_took_effect_here_are_timed(redis_server: RedisServer) -> None:
     a, b = await replica(redis_server.url), await replica(redis_server.url, follow=False)
     try:
@@ -354,9 +348,10 @@ async def test_only_changes_that_took_effect_here_are_timed(redis_server: RedisS
         assert (await b.lookup_exact("k1", policy, None)) is not None  # b has it before the feed says so
         await put(a, "k2", unit(2))
         assert await follower(b).step() == 1  # k2 adopted from the feed; k1 was known
-        assert sample(b, 'cachesvc_feed_changes_total{op="put",result="skipped"}') == 1
-        assert sample(b, 'cachesvc_feed_changes_total{op="put",result="applied"}') == 1
-        assert sample(b, "cachesvc_feed_propagation_seconds_count") == 1  # the skipped one is not a delay
+        assert metric_sample(b._metrics, 'cachesvc_feed_changes_total{op="put",result="skipped"}') == 1
+        assert metric_sample(b._metrics, 'cachesvc_feed_changes_total{op="put",result="applied"}') == 1
+        # the skipped one is not a delay
+        assert metric_sample(b._metrics, "cachesvc_feed_propagation_seconds_count") == 1
     finally:
         await a.close()
         await b.close()

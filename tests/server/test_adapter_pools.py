@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from cachesvc.config import config_from_dict
-from tests.conftest import Proxy, start_proxy
+from tests.conftest import Proxy, metric_sample, start_proxy
 from tests.upstreams.lora_servers import (
     BASE_MODEL,
     BROKEN_PATH,
@@ -56,14 +56,6 @@ async def ask(proxy: Proxy, model: str, text: str, key: str = "sk-client-1") -> 
         return raw.parse(), dict(raw.headers)
     finally:
         await client.close()
-
-
-def metric(proxy: Proxy, name: str) -> float:
-    """One sample of the proxy's /metrics (0 when absent)."""
-    for line in proxy.services.metrics.render().decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def feedback(proxy: Proxy, body: Any, key: str = "sk-client-1") -> tuple[int, Any]:
@@ -210,7 +202,8 @@ async def test_a_restarted_server_is_noticed_and_the_pool_recovers(servers: list
         completion, headers = await ask(proxy, "code", "right after it")  # its 404 did not reach the client
         assert completion.choices[0].message.content == "answered by code" and server.adapters == {"code": CODE_PATH}
         assert headers["x-cachesvc-adapter-lost"] == "1" and headers["x-cachesvc-adapter-paged-ms"]
-        assert metric(proxy, 'cachesvc_adapter_lost_total{pool="assistants",replica="assistants-0"}') == 1
+        lost = 'cachesvc_adapter_lost_total{pool="assistants",replica="assistants-0"}'
+        assert metric_sample(proxy.services.metrics, lost) == 1
         completion, headers = await ask(proxy, "code", "and after that")
         assert "x-cachesvc-adapter-lost" not in headers and "x-cachesvc-adapter-paged-ms" not in headers
         loads, chats = server.calls["load"], server.calls["chat"]

@@ -28,7 +28,7 @@ from cachesvc.server.rate_limits import (
     tokens_of,
 )
 from cachesvc.server.tenants import Tenant, TenantLimits
-from tests.conftest import Proxy, Stub, start_proxy
+from tests.conftest import Proxy, Stub, metric_sample, start_proxy
 
 
 class FakeClock:
@@ -186,11 +186,8 @@ async def post(http: aiohttp.ClientSession, proxy: Proxy, question: str, key: st
         return response.status, dict(response.headers), await response.json()
 
 
-def metric(proxy: Proxy, line_start: str) -> float:
-    for line in proxy.services.metrics.render().decode().splitlines():
-        if line.startswith(line_start + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def metric(proxy: Proxy, name: str) -> float:
+    return metric_sample(proxy.services.metrics, name)
 
 
 async def test_429_with_retry_after_through_the_openai_client(stub: Stub) -> None:
